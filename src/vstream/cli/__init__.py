@@ -1,0 +1,1 @@
+"""Command-line helpers shared by the `vstream` subcommands."""

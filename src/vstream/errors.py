@@ -1,0 +1,19 @@
+"""Errors vstream raises on purpose; each names what was wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class VStreamError(Exception):
+    """Base class of every error vstream raises deliberately."""
+
+
+class ConfigError(VStreamError, ValueError):
+    """A configuration value is out of range, unknown or inconsistent with another one."""
+
+
+class MemoryInputError(VStreamError, ValueError):
+    """Frames or timestamps given to a memory have the wrong shape, type, order or values."""
+
+
+class StateFileError(VStreamError):
+    """A saved memory state cannot be read, or does not fit what it is loaded into."""

@@ -1,0 +1,29 @@
+"""The STAR memory of Flash-VStream and its baselines: bounded state, streaming updates, consistent readouts.
+
+>>> from vstream.memory import MemoryConfig, SemanticAttention, build_memory
+>>> memory = build_memory(MemoryConfig(), SemanticAttention.random())
+>>> memory.update(torch.randn(8, 256, 1024), timestamps=range(8))  # frames (n, P, D) at 1 fps
+>>> memory.readout().token_counts()
+{'abstract': 7, 'temporal': 112, 'retrieved': 192, 'spatial': 64}
+"""
+
+from vstream.memory.attention import SemanticAttention
+from vstream.memory.base import BaseMemory
+from vstream.memory.config import MEMORY_NAMES, MemoryConfig
+from vstream.memory.factory import build_memory, load_memory
+from vstream.memory.offline import offline_readout
+from vstream.memory.snapshot import MemoryItem, MemorySnapshot
+from vstream.memory.star import pool
+
+__all__ = [
+    "MEMORY_NAMES",
+    "BaseMemory",
+    "MemoryConfig",
+    "MemoryItem",
+    "MemorySnapshot",
+    "SemanticAttention",
+    "build_memory",
+    "load_memory",
+    "offline_readout",
+    "pool",
+]
