@@ -18,8 +18,12 @@ from vstream.memory.config import MemoryConfig
 def add_memory_arguments(parser: argparse.ArgumentParser) -> None:
     """Add `--memory-config FILE` and one `--<field>` flag per MemoryConfig field (e.g. `--temporal-clusters 16`)."""
     group = parser.add_argument_group("memory", "sizes of the video memory (defaults: the released Flash-VStream-7b)")
-    group.add_argument("--memory-config", type=Path, metavar="FILE",
-                       help="JSON file with MemoryConfig fields, or a checkpoint's config.json (STAR.md §4 names)")
+    group.add_argument(
+        "--memory-config",
+        type=Path,
+        metavar="FILE",
+        help="JSON file with MemoryConfig fields, or a checkpoint's config.json (STAR.md §4 names)",
+    )
     docs = _field_docs()
     for field in dataclasses.fields(MemoryConfig):
         flag = "--" + field.name.replace("_", "-")

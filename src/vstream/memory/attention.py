@@ -36,8 +36,10 @@ class SemanticAttention:
         expected = {"q_bias": (d,), "k_weight": (d, dim), "k_bias": (d,)}
         for name, shape in expected.items():
             if tuple(getattr(self, name).shape) != shape:
-                raise ConfigError(f"semantic attention {name} has shape {tuple(getattr(self, name).shape)}, "
-                                  f"expected {shape} to match q_weight {(d, dim)}")
+                raise ConfigError(
+                    f"semantic attention {name} has shape {tuple(getattr(self, name).shape)}, "
+                    f"expected {shape} to match q_weight {(d, dim)}"
+                )
 
     @property
     def hidden_dim(self) -> int:
@@ -91,5 +93,6 @@ class SemanticAttention:
         def uniform(*shape: int) -> Tensor:
             return (torch.rand(*shape, generator=gen) * 2 - 1) * bound
 
-        return cls(uniform(hidden_dim, feature_dim), uniform(hidden_dim), uniform(hidden_dim, feature_dim),
-                   uniform(hidden_dim))
+        return cls(
+            uniform(hidden_dim, feature_dim), uniform(hidden_dim), uniform(hidden_dim, feature_dim), uniform(hidden_dim)
+        )

@@ -74,8 +74,14 @@ class BaseMemory(ABC):
         """The memory's tokens and their provenance, as of the last completed update."""
         with self._lock, torch.no_grad():
             parts = self._parts() if self.frames_seen else []
-            return assemble_snapshot(parts, dtype=self.dtype or torch.float32, dim=self.config.feature_dim,
-                                     device=self.device, frames_seen=self.frames_seen, latest_time=self.latest_time)
+            return assemble_snapshot(
+                parts,
+                dtype=self.dtype or torch.float32,
+                dim=self.config.feature_dim,
+                device=self.device,
+                frames_seen=self.frames_seen,
+                latest_time=self.latest_time,
+            )
 
     def state_bytes(self) -> int:
         """Bytes held in RAM/VRAM by the memory's state (buffers are allocated at the first frame)."""
@@ -111,8 +117,10 @@ class BaseMemory(ABC):
         dtype = FEATURE_DTYPES[header["dtype"]] if header["dtype"] else None
         with self._lock:
             if self.frames_seen:
-                raise StateFileError(f"cannot restore {path} into a memory that has already seen frames; "
-                                     "restore into a new memory (or use load_memory)")
+                raise StateFileError(
+                    f"cannot restore {path} into a memory that has already seen frames; "
+                    "restore into a new memory (or use load_memory)"
+                )
             if dtype is not None:
                 self.dtype, self.device = dtype, self.device or torch.device("cpu")
                 self._allocate()
@@ -166,14 +174,16 @@ class BaseMemory(ABC):
         """Features as `(n, P, D)` on the memory's device and dtype, and times as float64 numpy `(n,)`."""
         cfg = self.config
         if not isinstance(features, Tensor):
-            raise MemoryInputError(f"features must be a torch.Tensor of shape (P, D) or (n, P, D), "
-                                   f"got {type(features).__name__}")
+            raise MemoryInputError(
+                f"features must be a torch.Tensor of shape (P, D) or (n, P, D), got {type(features).__name__}"
+            )
         if features.dim() == 2:
             features = features.unsqueeze(0)
         if features.dim() != 3 or tuple(features.shape[1:]) != (cfg.num_patches, cfg.feature_dim):
             raise MemoryInputError(
                 f"features have shape {tuple(features.shape)}; expected (P, D) or (n, P, D) with P = num_patches = "
-                f"{cfg.num_patches} and D = feature_dim = {cfg.feature_dim}")
+                f"{cfg.num_patches} and D = feature_dim = {cfg.feature_dim}"
+            )
         if features.dtype not in FEATURE_DTYPES.values():
             raise MemoryInputError(f"features have dtype {features.dtype}; use float32, float16 or bfloat16")
         if self.dtype is not None:
@@ -198,8 +208,10 @@ class BaseMemory(ABC):
         if (np.diff(times) < 0).any():
             raise MemoryInputError(f"timestamps go backwards within the chunk: {times.tolist()}")
         if self.latest_time is not None and times[0] < self.latest_time:
-            raise MemoryInputError(f"timestamp {times[0]} s is earlier than the last frame's "
-                                   f"{self.latest_time} s; stream time must not go backwards")
+            raise MemoryInputError(
+                f"timestamp {times[0]} s is earlier than the last frame's "
+                f"{self.latest_time} s; stream time must not go backwards"
+            )
         return times
 
 
@@ -218,6 +230,7 @@ def read_state_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
         raise StateFileError(f"{path}: a safetensors file, but not a vstream memory state (no '{FORMAT}' header)")
     header = json.loads(metadata[FORMAT])
     if header.get("version") != FORMAT_VERSION:
-        raise StateFileError(f"{path}: memory state format version {header.get('version')}; "
-                             f"this vstream reads version {FORMAT_VERSION}")
+        raise StateFileError(
+            f"{path}: memory state format version {header.get('version')}; this vstream reads version {FORMAT_VERSION}"
+        )
     return header, tensors

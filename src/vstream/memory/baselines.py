@@ -29,8 +29,9 @@ class _FrameMemory(BaseMemory):
 
     def _allocate(self) -> None:
         cfg = self.config
-        self.frames = torch.zeros(self.capacity, cfg.frame_pool**2, cfg.feature_dim, dtype=self._store_dtype(),
-                                  device=self.device)
+        self.frames = torch.zeros(
+            self.capacity, cfg.frame_pool**2, cfg.feature_dim, dtype=self._store_dtype(), device=self.device
+        )
         self.times = np.zeros((self.capacity, 3))  # start, end, mean
         self.weights = np.zeros(self.capacity)
         self.count = 0

@@ -119,8 +119,15 @@ class MemoryConfig:
             raise ConfigError("memories is empty: switch on at least one of " + ", ".join(MEMORY_NAMES))
         if "retrieved" in self.memories and "temporal" not in self.memories:
             raise ConfigError("the retrieved memory needs the temporal memory (it retrieves frames for its clusters)")
-        for name in ("abstract_slots", "abstract_hidden_dim", "temporal_clusters", "retrieved_frames",
-                     "spatial_frames", "kmeans_max_iters", "retrieval_buffer"):
+        for name in (
+            "abstract_slots",
+            "abstract_hidden_dim",
+            "temporal_clusters",
+            "retrieved_frames",
+            "spatial_frames",
+            "kmeans_max_iters",
+            "retrieval_buffer",
+        ):
             _check_int(name, getattr(self, name), minimum=1)
         for name in ("abstract_pool", "temporal_pool", "spatial_pool"):
             _check_pool(name, getattr(self, name), side)
@@ -228,6 +235,4 @@ def _check_pool(name: str, value: Any, side: int) -> None:
     _check_int(name, value, minimum=1)
     if side % value:
         divisors = [d for d in range(1, side + 1) if side % d == 0]
-        raise ConfigError(
-            f"{name}={value} does not divide the {side}×{side} patch grid; use one of {divisors}"
-        )
+        raise ConfigError(f"{name}={value} does not divide the {side}×{side} patch grid; use one of {divisors}")

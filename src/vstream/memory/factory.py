@@ -13,8 +13,12 @@ from vstream.memory.baselines import SimilarityMemory, SlidingWindowMemory, Unif
 from vstream.memory.config import MemoryConfig
 from vstream.memory.star_memory import WEIGHTS_PREFIX, STARMemory
 
-_BASELINES = {"uniform": UniformMemory, "sliding": SlidingWindowMemory, "drop": SimilarityMemory,
-              "merge": SimilarityMemory}
+_BASELINES = {
+    "uniform": UniformMemory,
+    "sliding": SlidingWindowMemory,
+    "drop": SimilarityMemory,
+    "merge": SimilarityMemory,
+}
 
 
 def build_memory(

@@ -66,29 +66,41 @@ def offline_readout(
     if config.uses("spatial"):
         recent = max(older, 0)
         parts.append(frame_part("spatial", pool(grid[recent:], config.spatial_pool), times[recent:]))
-    return assemble_snapshot(parts, dtype=features.dtype, dim=config.feature_dim, device=features.device,
-                             frames_seen=len(times), latest_time=float(times[-1]))
+    return assemble_snapshot(
+        parts,
+        dtype=features.dtype,
+        dim=config.feature_dim,
+        device=features.device,
+        frames_seen=len(times),
+        latest_time=float(times[-1]),
+    )
 
 
-
-
-def _long_term_parts(grid: Tensor, times: np.ndarray, cfg: MemoryConfig, attention: SemanticAttention | None,
-                     dtype: torch.dtype) -> list[MemoryPart]:
+def _long_term_parts(
+    grid: Tensor, times: np.ndarray, cfg: MemoryConfig, attention: SemanticAttention | None, dtype: torch.dtype
+) -> list[MemoryPart]:
     count = len(times)
     if count == 0:
         return []
     parts = []
     if cfg.uses("abstract"):
-        slots = abstract_offline(pool(grid, cfg.abstract_pool), cfg.abstract_slots, attention,
-                                 cfg.abstract_update_ratio)
+        slots = abstract_offline(
+            pool(grid, cfg.abstract_pool), cfg.abstract_slots, attention, cfg.abstract_update_ratio
+        )
         starts = times[: len(slots)]
         ends = starts if count <= cfg.abstract_slots else np.full(len(slots), times[-1])
         parts.append(MemoryPart("abstract", slots, starts, ends))
     if cfg.uses("temporal"):
         keys = pool(grid, cfg.temporal_pool).flatten(1)
         with torch.no_grad():
-            result = weighted_kmeans(keys, np.ones(count), cfg.temporal_clusters, max_iters=cfg.kmeans_max_iters,
-                                     tol=cfg.kmeans_tol, seed=cfg.seed)
+            result = weighted_kmeans(
+                keys,
+                np.ones(count),
+                cfg.temporal_clusters,
+                max_iters=cfg.kmeans_max_iters,
+                tol=cfg.kmeans_tol,
+                seed=cfg.seed,
+            )
             centroids = result.centroids(keys)
         k, assignment = len(result.weights), result.assignment
         mean = np.bincount(assignment, times, k) / result.weights
@@ -97,8 +109,7 @@ def _long_term_parts(grid: Tensor, times: np.ndarray, cfg: MemoryConfig, attenti
         np.maximum.at(latest, assignment, times)
         order = np.argsort(mean, kind="stable")
         tokens = centroids[torch.from_numpy(order).to(keys.device)].reshape(k, cfg.temporal_pool**2, cfg.feature_dim)
-        parts.append(MemoryPart("temporal", tokens, earliest[order], latest[order], mean[order],
-                                result.weights[order]))
+        parts.append(MemoryPart("temporal", tokens, earliest[order], latest[order], mean[order], result.weights[order]))
         if cfg.uses("retrieved"):
             top = heaviest_clusters(result.weights, mean, cfg.retrieved_frames)
             first = max(count - cfg.retrieval_buffer, 0) if cfg.retrieval_source == "buffer" else 0

@@ -155,8 +155,12 @@ class CandidateStore(_SlabStore):
         self.valid[:] = False
         self.valid[keep[keep < self.capacity]] = True
         free = np.flatnonzero(~self.valid)[: len(new)]
-        self._write(free, frames[torch.from_numpy(new).to(frames.device)],
-                    keys[torch.from_numpy(new).to(keys.device)], times[new])
+        self._write(
+            free,
+            frames[torch.from_numpy(new).to(frames.device)],
+            keys[torch.from_numpy(new).to(keys.device)],
+            times[new],
+        )
         self.key_sq[free] = new_sq[new]
         self.cross[free, :k] = new_cross[new]
 
@@ -208,8 +212,11 @@ class ExactStore(FrameStore):
         self.dtype, self.device = dtype, device
         self.directory.mkdir(parents=True, exist_ok=True)
         item = torch.empty((), dtype=dtype).element_size()
-        self._row_bytes = {"frames": self.frame_shape[0] * self.frame_shape[1] * item, "keys": self.key_dim * item,
-                           "times": 8}
+        self._row_bytes = {
+            "frames": self.frame_shape[0] * self.frame_shape[1] * item,
+            "keys": self.key_dim * item,
+            "times": 8,
+        }
         for name in self._row_bytes:
             self._path(name).touch()  # rows past `count` are stale and get overwritten
 
@@ -223,8 +230,11 @@ class ExactStore(FrameStore):
         return torch.from_numpy(np.array(raw)).view(dtype).reshape(stop - start, -1)
 
     def add(self, frames: Tensor, keys: Tensor, times: np.ndarray, clusters: ClusterUpdate) -> None:
-        data = {"frames": frames.to(self.dtype), "keys": keys.to(self.dtype),
-                "times": torch.from_numpy(np.ascontiguousarray(times, dtype=np.float64))}
+        data = {
+            "frames": frames.to(self.dtype),
+            "keys": keys.to(self.dtype),
+            "times": torch.from_numpy(np.ascontiguousarray(times, dtype=np.float64)),
+        }
         for name, tensor in data.items():
             with open(self._path(name), "r+b") as f:
                 f.seek(self.count * self._row_bytes[name])

@@ -84,13 +84,16 @@ class STARMemory(BaseMemory):
         super().__init__(config, device=device)
         if config.uses("abstract"):
             if attention is None:
-                raise ConfigError("the abstract memory needs the model's q/k projections: pass attention="
-                                  "SemanticAttention.from_module(model.attention_model) (or SemanticAttention.random() "
-                                  "to try things out), or switch it off with memories=(...) without 'abstract'")
+                raise ConfigError(
+                    "the abstract memory needs the model's q/k projections: pass attention="
+                    "SemanticAttention.from_module(model.attention_model) (or SemanticAttention.random() "
+                    "to try things out), or switch it off with memories=(...) without 'abstract'"
+                )
             if (attention.feature_dim, attention.hidden_dim) != (config.feature_dim, config.abstract_hidden_dim):
                 raise ConfigError(
                     f"semantic attention maps {attention.feature_dim}→{attention.hidden_dim} but the config says "
-                    f"feature_dim={config.feature_dim}, abstract_hidden_dim={config.abstract_hidden_dim}")
+                    f"feature_dim={config.feature_dim}, abstract_hidden_dim={config.abstract_hidden_dim}"
+                )
         self.attention = attention if config.uses("abstract") else None
         self.store = make_store(config, store_dir) if config.uses("retrieved") else None
         self.fifo_count = 0
@@ -120,12 +123,25 @@ class STARMemory(BaseMemory):
     def _state(self) -> State:
         out: State = {"spatial.fifo": self.fifo, "spatial.fifo_times": self.fifo_times}
         if self.config.uses("abstract"):
-            out.update({"abstract.slots": self.slots, "abstract.slot_times": self.slot_times,
-                        "abstract.pending": self.pending, "abstract.pending_times": self.pending_times})
+            out.update(
+                {
+                    "abstract.slots": self.slots,
+                    "abstract.slot_times": self.slot_times,
+                    "abstract.pending": self.pending,
+                    "abstract.pending_times": self.pending_times,
+                }
+            )
         if self.config.uses("temporal"):
-            out.update({"temporal.centroids": self.centroids, "temporal.gram": self.gram,
-                        "temporal.weights": self.weights, "temporal.time_mean": self.time_mean,
-                        "temporal.time_min": self.time_min, "temporal.time_max": self.time_max})
+            out.update(
+                {
+                    "temporal.centroids": self.centroids,
+                    "temporal.gram": self.gram,
+                    "temporal.weights": self.weights,
+                    "temporal.time_mean": self.time_mean,
+                    "temporal.time_min": self.time_min,
+                    "temporal.time_max": self.time_max,
+                }
+            )
         if self.store is not None:
             out.update({f"retrieval.{k}": v for k, v in self.store.state().items()})
         return out
@@ -148,8 +164,10 @@ class STARMemory(BaseMemory):
             return
         saved_attention = SemanticAttention.from_state_dict(saved, prefix=WEIGHTS_PREFIX)
         if saved_attention.fingerprint() != self.attention.fingerprint():
-            raise StateFileError(f"{path} was written with other abstract-memory weights than the ones given; "
-                                 "its readouts would not continue the saved stream")
+            raise StateFileError(
+                f"{path} was written with other abstract-memory weights than the ones given; "
+                "its readouts would not continue the saved stream"
+            )
 
     # ----------------------------------------------------------------- update
     def _update(self, grid: Tensor, times: np.ndarray) -> None:
@@ -225,8 +243,16 @@ class STARMemory(BaseMemory):
             cross = (old @ keys.T).double().cpu().numpy()
             new = (keys @ keys.T).double().cpu().numpy()
             gram = np.block([[self.gram[:k, :k], cross], [cross.T, new]])
-        result = weighted_kmeans([old, keys], weights, cfg.temporal_clusters, max_iters=cfg.kmeans_max_iters,
-                                 tol=cfg.kmeans_tol, seed=cfg.seed + self.entered, gram=gram, anchors=k)
+        result = weighted_kmeans(
+            [old, keys],
+            weights,
+            cfg.temporal_clusters,
+            max_iters=cfg.kmeans_max_iters,
+            tol=cfg.kmeans_tol,
+            seed=cfg.seed + self.entered,
+            gram=gram,
+            anchors=k,
+        )
         rows = np.flatnonzero(result.changed)
         clusters, assignment = len(result.weights), result.assignment
         mean = np.bincount(assignment, weights * np.concatenate([self.time_mean[:k], times]), clusters) / result.weights
@@ -234,8 +260,16 @@ class STARMemory(BaseMemory):
         np.minimum.at(earliest, assignment, np.concatenate([self.time_min[:k], times]))
         np.maximum.at(latest, assignment, np.concatenate([self.time_max[:k], times]))
         carried = not refresh and result.centroid_gram is not None
-        return _TemporalStep(rows, result.centroids([old, keys], rows), result.weights, mean, earliest, latest,
-                             result.centroid_gram if carried else None, result.coef if carried else None)
+        return _TemporalStep(
+            rows,
+            result.centroids([old, keys], rows),
+            result.weights,
+            mean,
+            earliest,
+            latest,
+            result.centroid_gram if carried else None,
+            result.coef if carried else None,
+        )
 
     # ----------------------------------------------------------------- readout
     def _parts(self) -> list[MemoryPart]:
@@ -247,8 +281,16 @@ class STARMemory(BaseMemory):
             order = np.argsort(self.time_mean[:k], kind="stable")
             tokens = self.centroids[torch.from_numpy(order).to(self.device)]
             tokens = tokens.reshape(k, cfg.temporal_pool**2, cfg.feature_dim)
-            parts.append(MemoryPart("temporal", tokens, self.time_min[order], self.time_max[order],
-                                    self.time_mean[order], self.weights[order]))
+            parts.append(
+                MemoryPart(
+                    "temporal",
+                    tokens,
+                    self.time_min[order],
+                    self.time_max[order],
+                    self.time_mean[order],
+                    self.weights[order],
+                )
+            )
             if self.store is not None:
                 top = heaviest_clusters(self.weights[:k], self.time_mean[:k], cfg.retrieved_frames)
                 frames, times = self.store.search(self.centroids[torch.from_numpy(top).to(self.device)], top)
