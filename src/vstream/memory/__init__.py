@@ -7,14 +7,24 @@
 {'abstract': 7, 'temporal': 112, 'retrieved': 192, 'spatial': 64}
 """
 
-from vstream.memory.attention import SemanticAttention
-from vstream.memory.base import BaseMemory
-from vstream.memory.config import MEMORY_NAMES, MemoryConfig
-from vstream.memory.factory import build_memory, load_memory
-from vstream.memory.offline import offline_readout
-from vstream.memory.snapshot import MemoryItem, MemorySnapshot
-from vstream.memory.star import pool
+from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from vstream._lazy import lazy_exports
+
+_EXPORTS = {
+    "MEMORY_NAMES": "vstream.memory.config",
+    "MemoryConfig": "vstream.memory.config",
+    "BaseMemory": "vstream.memory.base",
+    "MemoryItem": "vstream.memory.snapshot",
+    "MemorySnapshot": "vstream.memory.snapshot",
+    "SemanticAttention": "vstream.memory.attention",
+    "build_memory": "vstream.memory.factory",
+    "load_memory": "vstream.memory.factory",
+    "offline_readout": "vstream.memory.offline",
+    "pool": "vstream.memory.star",
+}
 __all__ = [
     "MEMORY_NAMES",
     "BaseMemory",
@@ -27,3 +37,13 @@ __all__ = [
     "offline_readout",
     "pool",
 ]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from vstream.memory.attention import SemanticAttention
+    from vstream.memory.base import BaseMemory
+    from vstream.memory.config import MEMORY_NAMES, MemoryConfig
+    from vstream.memory.factory import build_memory, load_memory
+    from vstream.memory.offline import offline_readout
+    from vstream.memory.snapshot import MemoryItem, MemorySnapshot
+    from vstream.memory.star import pool

@@ -61,7 +61,7 @@ class BaseMemory(ABC):
             if features.shape[0] == 0:
                 return
             grid = pool(features.float(), self.config.store_grid)
-            if not bool(torch.isfinite(pool(grid, 1)).all()):
+            if not bool(torch.isfinite(grid.sum())):  # any NaN or inf makes the sum non-finite
                 raise MemoryInputError("features contain NaN or infinite values; the memory was not changed")
             if self.dtype is None:
                 self.dtype, self.device = features.dtype, features.device
@@ -92,7 +92,8 @@ class BaseMemory(ABC):
         """Write the whole state to one `.safetensors` file (tensors + a JSON header); atomic."""
         path = Path(path)
         with self._lock:
-            tensors = {name: as_tensor(b) for name, b in (self._state() | self._weights()).items()}
+            state = self._state() if self.dtype is not None else {}  # buffers exist from the first frame on
+            tensors = {name: as_tensor(b) for name, b in (state | self._weights()).items()}
             header = {
                 "format": FORMAT,
                 "version": FORMAT_VERSION,

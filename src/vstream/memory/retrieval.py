@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from vstream.errors import ConfigError, StateFileError
-from vstream.memory.buffers import State, copy_into
+from vstream.memory.buffers import State
 from vstream.memory.config import MemoryConfig
 from vstream.memory.star import heaviest_clusters, keep_nearest_per_cluster, pick_distinct_nearest, squared_distances
 
@@ -75,10 +75,9 @@ class FrameStore(ABC):
         """Scalars to save next to the buffers."""
         return {}
 
-    def restore(self, state: dict[str, Tensor], counters: dict[str, Any]) -> None:
-        """Take back what `state()` and `counters()` gave (after `allocate`)."""
-        for name, buffer in self.state().items():
-            copy_into(buffer, state[name])
+    def restore(self, counters: dict[str, Any]) -> None:
+        """Take back what `counters()` gave (after `allocate`, with the buffers of `state()` already refilled)."""
+        return None
 
 
 class _SlabStore(FrameStore):
@@ -187,8 +186,7 @@ class BufferStore(_SlabStore):
     def counters(self) -> dict[str, Any]:
         return {"added": self.added}
 
-    def restore(self, state: dict[str, Tensor], counters: dict[str, Any]) -> None:
-        super().restore(state, counters)
+    def restore(self, counters: dict[str, Any]) -> None:
         self.added = int(counters["added"])
 
 
@@ -263,7 +261,7 @@ class ExactStore(FrameStore):
     def counters(self) -> dict[str, Any]:
         return {"count": self.count, "directory": str(self.directory)}
 
-    def restore(self, state: dict[str, Tensor], counters: dict[str, Any]) -> None:
+    def restore(self, counters: dict[str, Any]) -> None:
         count = int(counters["count"])
         for name, row in self._row_bytes.items():
             if self._path(name).stat().st_size < count * row:

@@ -154,7 +154,7 @@ class STARMemory(BaseMemory):
         for name in _COUNTERS:
             setattr(self, name, counters[name])
         if self.store is not None:
-            self.store.restore({}, counters["store"])  # buffers already refilled through _state()
+            self.store.restore(counters["store"])
 
     def _weights(self) -> dict[str, Tensor]:
         return {WEIGHTS_PREFIX + k: v for k, v in self.attention.state_dict().items()} if self.attention else {}
@@ -240,9 +240,11 @@ class STARMemory(BaseMemory):
         weights = np.concatenate([self.weights[:k], np.ones(m)])
         gram = None
         if k + m <= GRAM_MAX_POINTS:  # the cached block plus the new frames' products: no K×K×M product
-            cross = (old @ keys.T).double().cpu().numpy()
-            new = (keys @ keys.T).double().cpu().numpy()
-            gram = np.block([[self.gram[:k, :k], cross], [cross.T, new]])
+            gram = np.empty((k + m, k + m))
+            gram[:k, :k] = self.gram[:k, :k]
+            gram[:k, k:] = (old @ keys.T).double().cpu().numpy()
+            gram[k:, :k] = gram[:k, k:].T
+            gram[k:, k:] = (keys @ keys.T).double().cpu().numpy()
         result = weighted_kmeans(
             [old, keys],
             weights,
@@ -306,6 +308,8 @@ class STARMemory(BaseMemory):
         pending, pending_times = self.pending[:count], self.pending_times[:count]
         if not self.abstract_ready:  # fewer than N_a frames so far: the slots are the frames themselves
             return MemoryPart("abstract", pending, pending_times, pending_times)
+        if count == 0 and self.entered == self.config.abstract_slots:  # exactly N_a frames: still the frames
+            return MemoryPart("abstract", self.slots, self.slot_times, self.slot_times)
         slots = self.slots
         if count:
             slots = abstract_update(slots, pending, self.attention, self.config.abstract_update_ratio)

@@ -1,0 +1,69 @@
+"""Shared fixtures: small memory configs and synthetic feature streams with known structure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vstream.memory import MemoryConfig, SemanticAttention
+
+SMALL = dict(
+    num_patches=64,
+    feature_dim=16,
+    abstract_slots=5,
+    abstract_hidden_dim=8,
+    temporal_clusters=4,
+    temporal_pool=2,
+    retrieved_frames=2,
+    spatial_frames=1,
+    spatial_pool=4,
+)
+"""A memory small enough for thousands of frames per second in tests: an 8×8 grid of 16-wide patches."""
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip tests marked `gpu` where no CUDA device is present."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def small_config(**changes) -> MemoryConfig:
+    """The SMALL memory config with some fields changed."""
+    return MemoryConfig(**{**SMALL, **changes})
+
+
+def attention_for(config: MemoryConfig, seed: int = 0) -> SemanticAttention:
+    """Random semantic-attention weights of the right sizes for `config`."""
+    return SemanticAttention.random(config.feature_dim, config.abstract_hidden_dim, seed=seed)
+
+
+def random_stream(frames: int, config: MemoryConfig, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
+    """`(frames, P, D)` independent random frame features."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(frames, config.num_patches, config.feature_dim, generator=gen).to(dtype)
+
+
+def scene_stream(lengths: list[int], config: MemoryConfig, noise: float = 0.05, seed: int = 0):
+    """A stream of distinct scenes: every frame of scene i is scene i's base frame plus small noise.
+
+    Returns:
+        features `(T, P, D)`, times `(T,)` (1 fps from 0) and the scene label of every frame.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    shape = (config.num_patches, config.feature_dim)
+    bases = [3.0 * torch.randn(shape, generator=gen) for _ in lengths]
+    frames = [base + noise * torch.randn((n, *shape), generator=gen) for base, n in zip(bases, lengths, strict=True)]
+    labels = np.concatenate([np.full(n, i) for i, n in enumerate(lengths)])
+    return torch.cat(frames), np.arange(len(labels), dtype=np.float64), labels
+
+
+@pytest.fixture
+def small() -> MemoryConfig:
+    return small_config()

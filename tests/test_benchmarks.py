@@ -1,0 +1,35 @@
+"""The benchmark scripts run and print the JSON they promise (their figures are not asserted here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = {"frames", "dtype", "update_ms_p50", "update_ms_p99", "readout_ms_p50", "state_bytes", "peak_rss_mb"}
+
+
+def run(script: str, *args: str) -> list[dict]:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_memory_update_prints_one_json_line_per_stream_length():
+    rows = run("memory_update.py", "--frames", "30", "60", "--readouts", "3", "--dtype", "bfloat16")
+    assert [row["frames"] for row in rows] == [30, 60]
+    for row in rows:
+        assert row.keys() >= KEYS and row["dtype"] == "bfloat16" and row["tokens"] == 681
+    assert rows[0]["state_bytes"] == rows[1]["state_bytes"] > 0
+
+
+def test_memory_update_takes_memory_flags():
+    (row,) = run("memory_update.py", "--frames", "20", "--kind", "merge", "--num-frames", "4", "--readouts", "2")
+    assert row["kind"] == "merge" and row["tokens"] == 4 * 64

@@ -1,0 +1,51 @@
+"""The `vstream` command, run as a user runs it: a real process."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from vstream import __version__
+
+
+def vstream(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vstream", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_version_and_help():
+    assert vstream("--version").stdout.strip() == f"vstream {__version__}"
+    result = vstream("--help")
+    assert result.returncode == 0 and "memory" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("vstream") is None, reason="the console script is not installed on PATH")
+def test_console_script_is_installed():
+    result = subprocess.run(["vstream", "--version"], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == f"vstream {__version__}"
+
+
+def test_memory_layout_with_flags_and_checkpoint_config(tmp_path):
+    layout = json.loads(vstream("memory", "--json").stdout)
+    assert layout["num_tokens"] == 681 and layout["token_layout"]["temporal"] == 400
+    small = json.loads(
+        vstream("memory", "--temporal-clusters", "8", "--memories", "temporal", "spatial", "--json").stdout
+    )
+    assert small["token_layout"] == {"temporal": 128, "spatial": 64}
+    checkpoint = tmp_path / "config.json"
+    checkpoint.write_text(json.dumps({"model_type": "vstream", "video_long_memory_length": 10, "compress_size": 4}))
+    from_checkpoint = json.loads(vstream("memory", "--memory-config", str(checkpoint), "--json").stdout)
+    assert from_checkpoint["token_layout"] == {"abstract": 25, "temporal": 160, "retrieved": 48, "spatial": 16}
+
+
+def test_bad_values_give_one_line_errors_without_traceback(tmp_path):
+    result = vstream("memory", "--spatial-pool", "3")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "vstream memory: error: spatial_pool=3 does not divide the 16×16 patch grid; use one of [1, 2, 4, 8, 16]"
+    )
+    missing = vstream("memory", "--memory-config", str(tmp_path / "nope.json"))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr and "nope.json" in missing.stderr
