@@ -33,3 +33,11 @@ def test_memory_update_prints_one_json_line_per_stream_length():
 def test_memory_update_takes_memory_flags():
     (row,) = run("memory_update.py", "--frames", "20", "--kind", "merge", "--num-frames", "4", "--readouts", "2")
     assert row["kind"] == "merge" and row["tokens"] == 4 * 64
+
+
+def test_retrieval_agreement_reports_each_stream_kind():
+    small = ["--num-patches", "64", "--feature-dim", "16", "--temporal-pool", "2", "--spatial-pool", "4"]
+    rows = run("retrieval_agreement.py", "--frames", "120", "--checkpoints", "4", *small)
+    assert [row["stream"] for row in rows] == ["scenes", "drift", "random"]
+    for row in rows:
+        assert row["checkpoints"] == 4 and 0.0 <= row["same_frame"] <= 1.0 and row["candidate_capacity"] == 75

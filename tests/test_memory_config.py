@@ -12,7 +12,8 @@ def test_defaults_are_the_released_model_with_681_tokens():
     config = MemoryConfig()
     assert config.token_layout() == {"abstract": 25, "temporal": 400, "retrieved": 192, "spatial": 64}
     assert config.num_tokens == 681
-    assert config.candidate_capacity == 50  # 2·N_t
+    assert config.candidate_capacity == 75  # 2·N_t nearest to a centroid + N_t recent
+    assert MemoryConfig(retrieval_candidates=10, retrieval_recent=0).candidate_capacity == 10
     assert config.store_grid == 8
 
 
@@ -44,6 +45,7 @@ def test_store_grid_lets_every_pool_derive_from_it():
         ({"abstract_update_ratio": 0.0}, "abstract_update_ratio must be in (0, 1], got 0.0"),
         ({"retrieval_source": "faiss"}, "retrieval_source must be one of candidates, buffer, exact"),
         ({"retrieval_candidates": 2}, "retrieval_candidates must be an integer >= 3, got 2"),
+        ({"retrieval_recent": -1}, "retrieval_recent must be an integer >= 0, got -1"),
         ({"kind": "uniform", "num_frames": 0}, "num_frames must be an integer >= 1, got 0"),
     ],
 )

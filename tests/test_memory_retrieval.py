@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from vstream.memory import build_memory, pool
+from vstream.memory.star import log_spaced_recent
 
 from conftest import attention_for, scene_stream, small_config
 
@@ -60,14 +62,57 @@ def test_bounded_candidate_store_agrees_with_the_exact_search(tmp_path, seed):
     assert torch.equal(bounded.tokens, exact.tokens)
 
 
-def test_candidate_store_is_capped_and_keeps_each_clusters_nearest():
-    config = small_config(temporal_clusters=4, retrieval_candidates=6)
+def test_candidate_store_is_capped():
+    config = small_config(temporal_clusters=4, retrieval_candidates=6, retrieval_recent=3)
     frames, times, _ = scene_stream([40, 40, 40, 40, 40], config, noise=0.5)
     memory = build_memory(config, attention_for(config))
     for t in range(len(times)):
         memory.update(frames[t], times[t])
-        assert memory.store.valid.sum() <= 6
-    assert memory.store.valid.sum() == 6
+        assert memory.store.valid.sum() <= 9
+    assert memory.store.valid.sum() >= 6
+
+
+def drift_stream(frames: int, config, seed: int = 0) -> torch.Tensor:
+    """A slow random walk: continuous camera motion without cuts."""
+    gen = torch.Generator().manual_seed(seed)
+    steps = 0.1 * torch.randn(frames, config.num_patches, config.feature_dim, generator=gen)
+    return torch.randn(config.num_patches, config.feature_dim, generator=gen) + steps.cumsum(dim=0)
+
+
+def retrieved_distance(snapshot, frames, config) -> float:
+    """Summed distance from each heaviest centroid to the nearest retrieved frame."""
+    ranked = sorted(snapshot.items_of("temporal"), key=lambda item: (-item.weight, item.time_mean))
+    centroids = torch.stack([snapshot.tokens[i.token_start : i.token_end].flatten() for i in ranked])
+    keys = pool(frames[[int(i.time_start) for i in snapshot.items_of("retrieved")]], config.temporal_pool)
+    return float(torch.cdist(centroids[: config.retrieved_frames], keys.flatten(1)).min(dim=1).values.sum())
+
+
+def test_recent_sample_keeps_retrieval_near_exact_when_clusters_drift(tmp_path):
+    config = small_config(num_patches=64, feature_dim=64, temporal_clusters=25, retrieved_frames=3)
+    frames = drift_stream(600, config)
+    times = np.arange(600, dtype=float)
+    exact = stream_into(
+        build_memory(config.replace(retrieval_source="exact"), attention_for(config), store_dir=tmp_path), frames, times
+    )
+    with_recent = stream_into(build_memory(config, attention_for(config)), frames, times)
+    without = stream_into(build_memory(config.replace(retrieval_recent=0), attention_for(config)), frames, times)
+    best = retrieved_distance(exact, frames, config)
+    assert retrieved_distance(with_recent, frames, config) < 1.05 * best
+    assert retrieved_distance(without, frames, config) > 1.1 * best  # what the recent sample is for
+
+
+def test_log_spaced_recent_sample():
+    index = np.arange(100)
+    keep = log_spaced_recent(index, newest=99, budget=100, per_level=4)
+    kept = index[keep].tolist()
+    assert kept[-4:] == [96, 97, 98, 99]  # the newest per_level frames, all of them
+    ages = 99 - np.array(kept)
+    gaps = np.diff(kept)
+    assert all(gap <= max(age // 4, 1) * 2 for gap, age in zip(gaps, ages[1:], strict=True))  # sparser with age
+    assert len(kept) < 30
+    assert index[log_spaced_recent(index, 99, budget=5)].tolist() == kept[-5:]  # the budget keeps the newest
+    later = log_spaced_recent(index, newest=150, budget=100, per_level=4)
+    assert set(index[later]) <= set(kept)  # a frame once dropped is never wanted again
 
 
 def test_buffer_source_only_sees_the_latest_frames():

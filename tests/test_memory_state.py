@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -162,6 +163,7 @@ def test_readouts_taken_while_another_thread_updates_are_consistent(tmp_path):
         try:
             for t in range(len(times)):
                 memory.update(frames[t], times[t])
+                time.sleep(0.0005)  # as a frame handler does between frames, which lets readers in
         except BaseException as exc:  # surfaced by the assertion below
             errors.append(exc)
 

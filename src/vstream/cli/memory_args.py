@@ -30,7 +30,7 @@ def add_memory_arguments(parser: argparse.ArgumentParser) -> None:
         doc = docs.get(field.name, "")
         if field.name == "memories":
             group.add_argument(flag, nargs="+", default=None, metavar="NAME", help=doc)
-        elif field.name == "retrieval_candidates":
+        elif field.name in ("retrieval_candidates", "retrieval_recent"):
             group.add_argument(flag, type=int, default=None, help=doc)
         else:
             group.add_argument(flag, type=type(field.default), default=None, help=doc)

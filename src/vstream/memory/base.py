@@ -57,12 +57,14 @@ class BaseMemory(ABC):
         Bad input raises `MemoryInputError` and leaves the memory as it was.
         """
         with self._lock, torch.no_grad():
-            features, times = self._check(features, timestamps)
+            features, times = check_frames(self.config, features, timestamps, not_before=self.latest_time)
+            if self.dtype is not None:
+                features = features.to(self.device, self.dtype)
+            elif self.device is not None:
+                features = features.to(self.device)
             if features.shape[0] == 0:
                 return
-            grid = pool(features.float(), self.config.store_grid)
-            if not bool(torch.isfinite(grid.sum())):  # any NaN or inf makes the sum non-finite
-                raise MemoryInputError("features contain NaN or infinite values; the memory was not changed")
+            grid = to_store_grid(features, self.config)
             if self.dtype is None:
                 self.dtype, self.device = features.dtype, features.device
                 self._allocate()
@@ -170,50 +172,53 @@ class BaseMemory(ABC):
     def _restore(self, counters: dict[str, Any]) -> None:
         """Take back `_counters()`, after the buffers of `_state()` were refilled."""
 
-    # ----------------------------------------------------------------- input checks
-    def _check(self, features: Any, timestamps: Any) -> tuple[Tensor, np.ndarray]:
-        """Features as `(n, P, D)` on the memory's device and dtype, and times as float64 numpy `(n,)`."""
-        cfg = self.config
-        if not isinstance(features, Tensor):
-            raise MemoryInputError(
-                f"features must be a torch.Tensor of shape (P, D) or (n, P, D), got {type(features).__name__}"
-            )
-        if features.dim() == 2:
-            features = features.unsqueeze(0)
-        if features.dim() != 3 or tuple(features.shape[1:]) != (cfg.num_patches, cfg.feature_dim):
-            raise MemoryInputError(
-                f"features have shape {tuple(features.shape)}; expected (P, D) or (n, P, D) with P = num_patches = "
-                f"{cfg.num_patches} and D = feature_dim = {cfg.feature_dim}"
-            )
-        if features.dtype not in FEATURE_DTYPES.values():
-            raise MemoryInputError(f"features have dtype {features.dtype}; use float32, float16 or bfloat16")
-        if self.dtype is not None:
-            features = features.to(self.device, self.dtype)
-        elif self.device is not None:
-            features = features.to(self.device)
-        return features, self._check_times(timestamps, features.shape[0])
 
-    def _check_times(self, timestamps: Any, count: int) -> np.ndarray:
-        if isinstance(timestamps, Tensor):
-            timestamps = timestamps.detach().cpu().numpy()
-        try:
-            times = np.asarray(timestamps, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError) as exc:
-            raise MemoryInputError(f"timestamps must be numbers in seconds, got {timestamps!r}") from exc
-        if times.size != count:
-            raise MemoryInputError(f"got {count} frames but {times.size} timestamps")
-        if count == 0:
-            return times
-        if not np.isfinite(times).all():
-            raise MemoryInputError(f"timestamps must be finite, got {times.tolist()}")
-        if (np.diff(times) < 0).any():
-            raise MemoryInputError(f"timestamps go backwards within the chunk: {times.tolist()}")
-        if self.latest_time is not None and times[0] < self.latest_time:
-            raise MemoryInputError(
-                f"timestamp {times[0]} s is earlier than the last frame's "
-                f"{self.latest_time} s; stream time must not go backwards"
-            )
-        return times
+def check_frames(
+    config: MemoryConfig, features: Any, timestamps: Any, *, not_before: float | None = None
+) -> tuple[Tensor, np.ndarray]:
+    """Frame features as `(n, P, D)` and their times as float64 numpy `(n,)`, or a `MemoryInputError` that says why.
+
+    Times must be finite, must not go backwards, and must not be earlier than `not_before` (the last frame seen).
+    """
+    if not isinstance(features, Tensor):
+        raise MemoryInputError(
+            f"features must be a torch.Tensor of shape (P, D) or (n, P, D), got {type(features).__name__}"
+        )
+    if features.dim() == 2:
+        features = features.unsqueeze(0)
+    if features.dim() != 3 or tuple(features.shape[1:]) != (config.num_patches, config.feature_dim):
+        raise MemoryInputError(
+            f"features have shape {tuple(features.shape)}; expected (P, D) or (n, P, D) with P = num_patches = "
+            f"{config.num_patches} and D = feature_dim = {config.feature_dim}"
+        )
+    if features.dtype not in FEATURE_DTYPES.values():
+        raise MemoryInputError(f"features have dtype {features.dtype}; use float32, float16 or bfloat16")
+    if isinstance(timestamps, Tensor):
+        timestamps = timestamps.detach().cpu().numpy()
+    try:
+        times = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise MemoryInputError(f"timestamps must be numbers in seconds, got {timestamps!r}") from exc
+    count = features.shape[0]
+    if times.size != count:
+        raise MemoryInputError(f"got {count} frames but {times.size} timestamps")
+    if not np.isfinite(times).all():
+        raise MemoryInputError(f"timestamps must be finite, got {times.tolist()}")
+    if (np.diff(times) < 0).any():
+        raise MemoryInputError(f"timestamps go backwards within the chunk: {times.tolist()}")
+    if count and not_before is not None and times[0] < not_before:
+        raise MemoryInputError(
+            f"timestamp {times[0]} s is earlier than the last frame's {not_before} s; stream time must not go backwards"
+        )
+    return features, times
+
+
+def to_store_grid(features: Tensor, config: MemoryConfig) -> Tensor:
+    """Frames pooled in float32 to the grid every memory derives from; refuses NaN and infinite values."""
+    grid = pool(features.float(), config.store_grid)
+    if not bool(torch.isfinite(grid.sum())):  # any NaN or inf makes the sum non-finite
+        raise MemoryInputError("features contain NaN or infinite values; nothing was changed")
+    return grid
 
 
 def read_state_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Tensor]]:

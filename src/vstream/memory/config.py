@@ -75,7 +75,10 @@ class MemoryConfig:
     """Where key frames are searched: `candidates` (bounded store over the whole stream), `buffer` (the latest
     `retrieval_buffer` frames) or `exact` (every past frame, on disk)."""
     retrieval_candidates: int | None = None
-    """Hard cap on the candidate store, in frames; default 2·N_t."""
+    """Candidate store: frames kept because they are nearest to a centroid (each cluster in turn); default 2·N_t."""
+    retrieval_recent: int | None = None
+    """Candidate store: recent frames kept on a log-spaced schedule (dense for the newest, sparser with age), so
+    that a cluster that is still growing finds its nearest frame; default N_t; 0 switches it off."""
     retrieval_buffer: int = 300
     """Frames searched by `retrieval_source="buffer"` [N_buff]."""
 
@@ -139,6 +142,8 @@ class MemoryConfig:
         _check_choice("retrieval_source", self.retrieval_source, RETRIEVAL_SOURCES)
         if self.retrieval_candidates is not None:
             _check_int("retrieval_candidates", self.retrieval_candidates, minimum=self.retrieved_frames)
+        if self.retrieval_recent is not None:
+            _check_int("retrieval_recent", self.retrieval_recent, minimum=0)
         _check_int("seed", self.seed, minimum=0)
 
     # ----------------------------------------------------------------- derived sizes
@@ -158,11 +163,21 @@ class MemoryConfig:
         return math.lcm(self.abstract_pool, self.temporal_pool, self.spatial_pool)
 
     @property
-    def candidate_capacity(self) -> int:
-        """Frames the bounded retrieval store keeps at most."""
+    def nearest_candidates(self) -> int:
+        """Frames the candidate store keeps for being nearest to a centroid."""
         if self.retrieval_candidates is not None:
             return self.retrieval_candidates
         return max(2 * self.temporal_clusters, self.retrieved_frames)
+
+    @property
+    def recent_candidates(self) -> int:
+        """Frames the candidate store keeps for being recent."""
+        return self.temporal_clusters if self.retrieval_recent is None else self.retrieval_recent
+
+    @property
+    def candidate_capacity(self) -> int:
+        """Frames the bounded candidate store holds at most."""
+        return self.nearest_candidates + self.recent_candidates
 
     def uses(self, memory: str) -> bool:
         """Whether a STAR memory is switched on (always False for baselines)."""

@@ -15,9 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vstream.errors import MemoryInputError
 from vstream.memory.attention import SemanticAttention
-from vstream.memory.base import Timestamps
+from vstream.memory.base import Timestamps, check_frames, to_store_grid
 from vstream.memory.config import MemoryConfig
 from vstream.memory.factory import build_memory
 from vstream.memory.kmeans import weighted_kmeans
@@ -41,7 +40,8 @@ def offline_readout(
         timestamps: `(T,)` seconds; default `0, 1, 2, ...` (1 fps).
         config: memory sizes; default the released model's.
         attention: the q/k projections (needed when the abstract memory is on).
-        store_dir: for baselines or `retrieval_source="exact"` only (ignored by the STAR path, which has the clip).
+        store_dir: for baselines only; the STAR path searches the whole clip for key frames, whatever
+            `retrieval_source` says (except `buffer`, which it honours).
 
     Returns:
         the same kind of snapshot a stream of these frames would give.
@@ -51,16 +51,14 @@ def offline_readout(
     681
     """
     config = config or MemoryConfig()
-    if timestamps is None:
+    if timestamps is None and isinstance(features, Tensor):
         timestamps = np.arange(len(features), dtype=np.float64)
-    memory = build_memory(config, attention, device=features.device, store_dir=store_dir)
-    features, times = memory._check(features, timestamps)
+    features, times = check_frames(config, features, timestamps)
     if config.kind != "star" or len(times) == 0:
+        memory = build_memory(config, attention, device=features.device, store_dir=store_dir)
         memory.update(features, times)
         return memory.readout()
-    grid = pool(features.float(), config.store_grid)
-    if not bool(torch.isfinite(grid.sum())):
-        raise MemoryInputError("features contain NaN or infinite values")
+    grid = to_store_grid(features, config)
     older = len(times) - config.entry_delay
     parts = _long_term_parts(grid[: max(older, 0)], times[: max(older, 0)], config, attention, features.dtype)
     if config.uses("spatial"):

@@ -24,7 +24,13 @@ from torch import Tensor
 from vstream.errors import ConfigError, StateFileError
 from vstream.memory.buffers import State
 from vstream.memory.config import MemoryConfig
-from vstream.memory.star import heaviest_clusters, keep_nearest_per_cluster, pick_distinct_nearest, squared_distances
+from vstream.memory.star import (
+    heaviest_clusters,
+    keep_nearest_per_cluster,
+    log_spaced_recent,
+    pick_distinct_nearest,
+    squared_distances,
+)
 
 
 @dataclass(frozen=True)
@@ -59,8 +65,9 @@ class FrameStore(ABC):
         """Create the (fixed-size) buffers."""
 
     @abstractmethod
-    def add(self, frames: Tensor, keys: Tensor, times: np.ndarray, clusters: ClusterUpdate) -> None:
-        """Offer new frames `(m, s_s², D)` with keys `(m, M)` and times `(m,)`, given the updated clusters."""
+    def add(self, frames: Tensor, keys: Tensor, times: np.ndarray, first: int, clusters: ClusterUpdate) -> None:
+        """Offer new frames `(m, s_s², D)` with keys `(m, M)` and times `(m,)`, the first being the `first`-th frame
+        to enter the long-term memories, given the updated clusters."""
 
     @abstractmethod
     def search(self, centers: Tensor, cluster_ids: np.ndarray) -> tuple[Tensor, np.ndarray]:
@@ -112,7 +119,12 @@ class _SlabStore(FrameStore):
 
 
 class CandidateStore(_SlabStore):
-    """Keeps, for every temporal cluster in turn (heaviest first), its nearest frames, up to a hard cap.
+    """A bounded set of frames that covers the whole stream: near every centroid, and dense among recent frames.
+
+    Keeps (1) for every temporal cluster in turn, heaviest first, its nearest frames, up to
+    `nearest_candidates`, and (2) a log-spaced sample of the recent frames, up to `recent_candidates`: a
+    cluster that is still growing moves its centroid towards frames that arrived after the ones it was
+    near, and (2) keeps those within reach until the cluster settles.
 
     Caches each candidate's squared norm and its dot products with the centroids. A new centroid is a
     convex mix of old centroids and new frames (`ClusterUpdate.coef`), so the products follow by mixing
@@ -126,13 +138,14 @@ class CandidateStore(_SlabStore):
 
     def allocate(self, dtype: torch.dtype, device: torch.device) -> None:
         super().allocate(dtype, device)
+        self.index = np.zeros(self.capacity, dtype=np.int64)  # order of arrival in the stream
         self.key_sq = np.zeros(self.capacity)
         self.cross = np.zeros((self.capacity, self.config.temporal_clusters))
 
     def state(self) -> State:
-        return super().state() | {"key_sq": self.key_sq, "cross": self.cross}
+        return super().state() | {"index": self.index, "key_sq": self.key_sq, "cross": self.cross}
 
-    def add(self, frames: Tensor, keys: Tensor, times: np.ndarray, clusters: ClusterUpdate) -> None:
+    def add(self, frames: Tensor, keys: Tensor, times: np.ndarray, first: int, clusters: ClusterUpdate) -> None:
         stored = self.keys.float()
         k = len(clusters.weights)
         if clusters.coef is not None:
@@ -147,8 +160,14 @@ class CandidateStore(_SlabStore):
         centroid_sq = np.diagonal(clusters.gram)
         d2 = np.concatenate([self.key_sq[:, None] - 2 * cross, new_sq[:, None] - 2 * new_cross]) + centroid_sq
         d2[: self.capacity][~self.valid] = np.inf
-        keep = keep_nearest_per_cluster(d2, heaviest_clusters(clusters.weights, clusters.times, k), self.capacity)
-        keep = keep[np.isfinite(d2[keep, 0])]  # never keep an empty slot
+        order = heaviest_clusters(clusters.weights, clusters.times, k)
+        nearest = keep_nearest_per_cluster(d2, order, self.config.nearest_candidates)
+        index = np.concatenate([self.index, first + np.arange(len(keys))])
+        recent = log_spaced_recent(index, first + len(keys) - 1, self.config.recent_candidates)
+        recent[: self.capacity] &= self.valid
+        keep = np.zeros(len(index), dtype=bool)
+        keep[nearest] = True
+        keep = np.flatnonzero((keep | recent) & np.isfinite(d2[:, 0]))  # never keep an empty slot
         new = keep[keep >= self.capacity] - self.capacity
         self.cross[:, :k] = cross
         self.valid[:] = False
@@ -160,6 +179,7 @@ class CandidateStore(_SlabStore):
             keys[torch.from_numpy(new).to(keys.device)],
             times[new],
         )
+        self.index[free] = index[self.capacity + new]
         self.key_sq[free] = new_sq[new]
         self.cross[free, :k] = new_cross[new]
 
@@ -176,7 +196,7 @@ class BufferStore(_SlabStore):
         self.capacity = config.retrieval_buffer
         self.added = 0
 
-    def add(self, frames: Tensor, keys: Tensor, times: np.ndarray, clusters: ClusterUpdate) -> None:
+    def add(self, frames: Tensor, keys: Tensor, times: np.ndarray, first: int, clusters: ClusterUpdate) -> None:
         count = len(frames)
         take = min(count, self.capacity)
         slots = (self.added + count - take + np.arange(take)) % self.capacity
@@ -227,7 +247,7 @@ class ExactStore(FrameStore):
         dtype = torch.float64 if name == "times" else self.dtype
         return torch.from_numpy(np.array(raw)).view(dtype).reshape(stop - start, -1)
 
-    def add(self, frames: Tensor, keys: Tensor, times: np.ndarray, clusters: ClusterUpdate) -> None:
+    def add(self, frames: Tensor, keys: Tensor, times: np.ndarray, first: int, clusters: ClusterUpdate) -> None:
         data = {
             "frames": frames.to(self.dtype),
             "keys": keys.to(self.dtype),

@@ -122,3 +122,25 @@ def keep_nearest_per_cluster(distances: np.ndarray, cluster_order: np.ndarray, c
     sequence = ranked.reshape(-1)  # round-major: every cluster's nearest, then every second nearest, ...
     candidates, first_seen = np.unique(sequence, return_index=True)
     return np.sort(candidates[np.argsort(first_seen, kind="stable")][:capacity])
+
+
+def log_spaced_recent(index: np.ndarray, newest: int, budget: int, per_level: int = 4) -> np.ndarray:
+    """Which frames a recency sample keeps: all of the newest `per_level`, then every 2nd, every 4th, ...
+
+    Frame `i` at age `a = newest - i` is kept when `i` is a multiple of `2**floor(log2(a / per_level + 1))`;
+    the stride only grows with age, so a frame once dropped is never wanted again. Of those, the
+    newest `budget` are kept.
+
+    Args:
+        index: `(M,)` frame indices (order of arrival in the stream); newest: the newest frame's index.
+
+    Returns:
+        `(M,)` bool mask.
+    """
+    age = newest - index
+    level = np.floor(np.log2(age / per_level + 1)).astype(np.int64)
+    keep = index % (1 << level) == 0
+    kept = np.flatnonzero(keep)
+    if len(kept) > budget:
+        keep[kept[np.argsort(-index[kept], kind="stable")[budget:]]] = False
+    return keep

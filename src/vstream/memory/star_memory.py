@@ -209,7 +209,7 @@ class STARMemory(BaseMemory):
             if self.store is not None:
                 details = pool(frames, cfg.spatial_pool).to(self.dtype)
                 update = ClusterUpdate(centroids, temporal.weights, temporal.mean, gram, temporal.coef)
-                self.store.add(details, keys, times, update)
+                self.store.add(details, keys, times, self.entered, update)
         self.entered += len(times)
         self.entered_time = float(times[-1])
 
