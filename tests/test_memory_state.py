@@ -86,8 +86,18 @@ def test_loading_checks_the_file_and_the_weights(tmp_path):
     save_file({"x": torch.zeros(2)}, tmp_path / "other.safetensors")
     with pytest.raises(StateFileError, match="not a vstream memory state"):
         load_memory(tmp_path / "other.safetensors")
+    save_file({"x": torch.zeros(2)}, tmp_path / "bad.safetensors", metadata={"vstream-memory": "{not json"})
+    with pytest.raises(StateFileError, match="header is not JSON"):
+        load_memory(tmp_path / "bad.safetensors")
+    save_file({"x": torch.zeros(2)}, tmp_path / "old.safetensors", metadata={"vstream-memory": '{"version": 1}'})
+    with pytest.raises(StateFileError, match="header lacks"):
+        load_memory(tmp_path / "old.safetensors")
     with pytest.raises(StateFileError, match="already seen frames"):
         memory.restore_from(path)
+    other = build_memory(small_config(temporal_clusters=3), attention_for(config))
+    with pytest.raises(StateFileError, match="another config"):
+        other.restore_from(path)
+    assert other.readout().is_empty and other.state_bytes() == 0
 
 
 def test_an_empty_memory_saves_and_loads(tmp_path):

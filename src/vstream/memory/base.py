@@ -29,6 +29,7 @@ from vstream.memory.star import pool
 FORMAT = "vstream-memory"
 FORMAT_VERSION = 1
 WEIGHTS = "weights."
+HEADER_KEYS = {"format", "version", "kind", "config", "dtype", "frames_seen", "latest_time", "counters"}
 FEATURE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 Timestamps = float | int | Sequence[float] | np.ndarray | Tensor
@@ -37,7 +38,8 @@ Timestamps = float | int | Sequence[float] | np.ndarray | Tensor
 class BaseMemory(ABC):
     """A bounded memory of a video stream. Thread-safe: updates and readouts never see each other half-done.
 
-    Subclasses implement `_allocate`, `_update`, `_parts`, `_tensors`/`_counters` and `_restore`.
+    Subclasses implement `_allocate`, `_update`, `_parts`, `_state`, `_counters` and `_restore`. Updates and
+    readouts hold one lock, so a reader waits at most for the update in progress (a few milliseconds).
     """
 
     kind: ClassVar[str]
@@ -117,23 +119,24 @@ class BaseMemory(ABC):
     def _load_state(self, path: str | os.PathLike, header: dict[str, Any], tensors: dict[str, Tensor]) -> None:
         if header["kind"] != self.kind or MemoryConfig.from_dict(header["config"]) != self.config:
             raise StateFileError(f"{path}: saved by a {header['kind']} memory with another config than this one")
-        dtype = FEATURE_DTYPES[header["dtype"]] if header["dtype"] else None
         with self._lock:
             if self.frames_seen:
                 raise StateFileError(
                     f"cannot restore {path} into a memory that has already seen frames; "
                     "restore into a new memory (or use load_memory)"
                 )
-            if dtype is not None:
-                self.dtype, self.device = dtype, self.device or torch.device("cpu")
+            self._check_weights(path, {k: v for k, v in tensors.items() if k.startswith(WEIGHTS)})
+            if header["dtype"] is not None:
+                device = self.device
+                self.dtype, self.device = FEATURE_DTYPES[header["dtype"]], device or torch.device("cpu")
                 self._allocate()
-                self._check_weights(path, {k: v for k, v in tensors.items() if k.startswith(WEIGHTS)})
-                tensors = {k: v for k, v in tensors.items() if not k.startswith(WEIGHTS)}
-                expected = {name: tuple(b.shape) for name, b in self._state().items()}
-                found = {name: tuple(t.shape) for name, t in tensors.items()}
+                state = self._state()
+                expected = {name: tuple(b.shape) for name, b in state.items()}
+                found = {name: tuple(t.shape) for name, t in tensors.items() if not name.startswith(WEIGHTS)}
                 if expected != found:
+                    self.dtype, self.device = None, device  # still a new, empty memory
                     raise StateFileError(f"{path}: tensors {found} do not match this memory's {expected}")
-                for name, buffer in self._state().items():
+                for name, buffer in state.items():
                     copy_into(buffer, tensors[name])
                 self._restore(header["counters"])
             self.frames_seen = int(header["frames_seen"])
@@ -234,9 +237,14 @@ def read_state_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
         raise StateFileError(f"{path}: not a readable safetensors file ({exc})") from exc
     if FORMAT not in metadata:
         raise StateFileError(f"{path}: a safetensors file, but not a vstream memory state (no '{FORMAT}' header)")
-    header = json.loads(metadata[FORMAT])
-    if header.get("version") != FORMAT_VERSION:
-        raise StateFileError(
-            f"{path}: memory state format version {header.get('version')}; this vstream reads version {FORMAT_VERSION}"
-        )
+    try:
+        header = json.loads(metadata[FORMAT])
+    except ValueError as exc:
+        raise StateFileError(f"{path}: the '{FORMAT}' header is not JSON ({exc})") from exc
+    if not isinstance(header, dict) or header.get("version") != FORMAT_VERSION:
+        version = header.get("version") if isinstance(header, dict) else None
+        raise StateFileError(f"{path}: memory state format version {version}; this vstream reads {FORMAT_VERSION}")
+    missing = sorted(HEADER_KEYS - header.keys())
+    if missing:
+        raise StateFileError(f"{path}: the memory state header lacks {missing}")
     return header, tensors

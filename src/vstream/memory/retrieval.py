@@ -121,10 +121,10 @@ class _SlabStore(FrameStore):
 class CandidateStore(_SlabStore):
     """A bounded set of frames that covers the whole stream: near every centroid, and dense among recent frames.
 
-    Keeps (1) for every temporal cluster in turn, heaviest first, its nearest frames, up to
-    `nearest_candidates`, and (2) a log-spaced sample of the recent frames, up to `recent_candidates`: a
-    cluster that is still growing moves its centroid towards frames that arrived after the ones it was
-    near, and (2) keeps those within reach until the cluster settles.
+    Keeps the frames nearest to each temporal centroid (clusters take turns, heaviest first), up to
+    `nearest_candidates`, plus a log-spaced sample of the recent frames, up to `recent_candidates`. The
+    sample matters for clusters that are still growing: their centroids move towards frames that were
+    not near them when they arrived, and the sample keeps such frames at hand until the cluster settles.
 
     Caches each candidate's squared norm and its dot products with the centroids. A new centroid is a
     convex mix of old centroids and new frames (`ClusterUpdate.coef`), so the products follow by mixing
