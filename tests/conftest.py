@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from vstream.memory import MemoryConfig, SemanticAttention
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub; a download attempt fails at once
 
 SMALL = dict(
     num_patches=64,
@@ -67,3 +72,25 @@ def scene_stream(lengths: list[int], config: MemoryConfig, noise: float = 0.05, 
 @pytest.fixture
 def small() -> MemoryConfig:
     return small_config()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A tiny random checkpoint in the released layout, written once per test session (do not modify it)."""
+    from vstream.model.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "checkpoint")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_checkpoint):
+    """The tiny checkpoint, loaded the way a user loads a model."""
+    from vstream.model import VStream
+
+    return VStream.from_pretrained(tiny_checkpoint)
+
+
+def random_frames(count: int, seed: int = 0, size: tuple[int, int] = (48, 64)) -> list[np.ndarray]:
+    """RGB uint8 frames of random noise."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(count)]

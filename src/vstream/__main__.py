@@ -30,8 +30,41 @@ def _memory_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Print what a checkpoint is: architecture, parameters per part, dtype, memory sizes and token count."""
+    from vstream.model.summary import describe_checkpoint, format_description
+
+    info = describe_checkpoint(args.model, vision_tower=args.vision_tower)
+    print(json.dumps(info) if args.json else format_description(info))
+    return 0
+
+
+def _inspect_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="checkpoint folder or Hugging Face Hub id (e.g. IVGSZ/Flash-VStream-7b)")
+    parser.add_argument("--vision-tower", help="CLIP vision tower to use instead of the config's mm_vision_tower")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def cmd_make_tiny_model(args: argparse.Namespace) -> int:
+    """Write a tiny random checkpoint in the released layout (for tests and CPU trials; its answers are nonsense)."""
+    from vstream.model.tiny import make_tiny_model
+
+    folder = make_tiny_model(args.folder, seed=args.seed, weights=args.weights, shard_size=args.shard_size)
+    print(folder)
+    return 0
+
+
+def _tiny_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", help="where to write the checkpoint")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    parser.add_argument("--weights", choices=["safetensors", "bin"], default="safetensors")
+    parser.add_argument("--shard-size", default=None, help="shard the weights, e.g. 100KB")
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None], str]] = {
     "memory": (cmd_memory, _memory_parser, "show a memory configuration and how many tokens each memory gives"),
+    "inspect": (cmd_inspect, _inspect_parser, "show what a checkpoint is (architecture, parameters, memory, tokens)"),
+    "make-tiny-model": (cmd_make_tiny_model, _tiny_parser, "write a tiny random checkpoint (answers are nonsense)"),
 }
 
 

@@ -17,3 +17,15 @@ class MemoryInputError(VStreamError, ValueError):
 
 class StateFileError(VStreamError):
     """A saved memory state cannot be read, or does not fit what it is loaded into."""
+
+
+class CheckpointError(VStreamError):
+    """A checkpoint cannot be found or loaded, or its weights do not match its config (names them)."""
+
+
+class FeatureFileError(VStreamError):
+    """A features file (`.safetensors`, STAR.md §5) is missing, unreadable or of the wrong shape."""
+
+
+class GenerationError(VStreamError, ValueError):
+    """A question cannot be answered as asked (an empty memory, a bad option, a placeholder in the text)."""

@@ -1,0 +1,303 @@
+"""VStream: a loaded Flash-VStream model (LLM, tokenizer, vision tower) that answers from a memory snapshot.
+
+>>> vs = VStream.from_pretrained("IVGSZ/Flash-VStream-7b", dtype=torch.bfloat16, device="cuda")
+>>> memory = vs.new_memory()
+>>> memory.update(vs.encode_frames(frames), timestamps)        # frames: (H, W, 3) RGB arrays
+>>> for piece in vs.stream_answer(memory.readout(), "What is the person doing?"):
+...     print(piece, end="", flush=True)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from vstream.errors import ConfigError, GenerationError
+from vstream.features import load_features
+from vstream.memory import BaseMemory, MemoryConfig, MemorySnapshot, SemanticAttention, build_memory, offline_readout
+from vstream.model.configuration_vstream import VStreamConfig
+from vstream.model.generation import Detokenizer, GenerationOptions, generate_tokens
+from vstream.model.loading import load_config, load_llm, load_tokenizer, resolve_checkpoint
+from vstream.model.modeling_vstream import VStreamLlamaForCausalLM
+from vstream.model.prompts import Conversation, PromptIds, get_template, tokenize_prompt
+from vstream.model.vision import Frame, VisionTower, resolve_vision_tower
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer with what it cost.
+
+    Attributes:
+        prompt_tokens: tokens the LLM read (text tokens plus memory tokens); memory_tokens: of those, the memory.
+        new_tokens: tokens generated (the EOS included when reached); stop_reason: `eos` or `length`.
+        ttft_s: seconds from the call to the first generated token; total_s: to the last.
+        frames_seen, latest_frame_time: the memory snapshot the answer is about.
+    """
+
+    question: str
+    text: str
+    prompt_tokens: int
+    memory_tokens: int
+    new_tokens: int
+    ttft_s: float
+    total_s: float
+    tokens_per_s: float
+    stop_reason: str
+    frames_seen: int
+    latest_frame_time: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able fields."""
+        return asdict(self)
+
+
+class AnswerStream:
+    """Text pieces of an answer as they are produced; `answer` holds the whole `Answer` once the stream is done."""
+
+    def __init__(self) -> None:
+        self._pieces: Iterator[str] = iter(())
+        self.answer: Answer | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        return self._pieces
+
+    def result(self) -> Answer:
+        """Consume what is left and return the `Answer`."""
+        for _ in self._pieces:
+            pass
+        assert self.answer is not None
+        return self.answer
+
+
+class VStream:
+    """A Flash-VStream model ready to answer: LLM (with projector and memory attention), tokenizer, vision tower.
+
+    Args:
+        llm: the language model; tokenizer: its tokenizer; vision: the vision tower (None: features only).
+        template: prompt template name (`vicuna_v1` for the released model, `plain` for pretraining).
+    """
+
+    def __init__(
+        self,
+        llm: VStreamLlamaForCausalLM,
+        tokenizer: Any,
+        vision: VisionTower | None = None,
+        *,
+        template: str = "vicuna_v1",
+        vision_source: str | None = None,
+    ) -> None:
+        self.llm, self.tokenizer, self.vision = llm, tokenizer, vision
+        self.template = get_template(template)
+        self.vision_source = vision_source
+        if vision is not None and vision.hidden_size != self.config.mm_hidden_size:
+            raise ConfigError(
+                f"mm_hidden_size={self.config.mm_hidden_size} but the vision tower's hidden size is "
+                f"{vision.hidden_size}: the projector cannot take its features"
+            )
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        vision_tower: str | os.PathLike | None = None,
+        load_vision: bool = True,
+        quantization: str | None = None,
+        template: str = "vicuna_v1",
+    ) -> VStream:
+        """Load a checkpoint from a folder or a Hub id (e.g. `IVGSZ/Flash-VStream-7b`).
+
+        Args:
+            dtype: weights dtype (float32 on CPU; float16/bfloat16 on GPU); default: the checkpoint's.
+            device: where to put the model (`cpu`, `cuda`, `cuda:1`, ...).
+            vision_tower: load the CLIP tower from here instead of the config's `mm_vision_tower`.
+            load_vision: False to answer from precomputed features only.
+            quantization: `8bit` or `4bit` (bitsandbytes, CUDA).
+        """
+        folder = resolve_checkpoint(name_or_path)
+        config = load_config(folder)
+        llm = load_llm(folder, config, dtype=dtype, device=device, quantization=quantization)
+        vision, source = None, None
+        if load_vision:
+            source = resolve_vision_tower(config.mm_vision_tower, folder, vision_tower)
+            vision = VisionTower.load(
+                source,
+                select_layer=config.mm_vision_select_layer,
+                select_feature=config.mm_vision_select_feature,
+                dtype=dtype,
+                device=llm.device if device is not None else None,
+            )
+        return cls(llm, load_tokenizer(folder), vision, template=template, vision_source=source)
+
+    # ----------------------------------------------------------------- parts
+    @property
+    def config(self) -> VStreamConfig:
+        return self.llm.config
+
+    @property
+    def device(self) -> torch.device:
+        return self.llm.get_input_embeddings().weight.device
+
+    def memory_config(self, **overrides: Any) -> MemoryConfig:
+        """The model's memory sizes (STAR.md terms), with any field overridden."""
+        overrides.setdefault("num_patches", self.vision.num_patches if self.vision is not None else 256)
+        return self.config.memory_config(**overrides)
+
+    def semantic_attention(self) -> SemanticAttention:
+        """The abstract memory's q/k projections, from the checkpoint."""
+        return self.llm.semantic_attention()
+
+    def new_memory(self, **overrides: Any) -> BaseMemory:
+        """An empty streaming memory with the model's sizes (overridable, e.g. `kind="uniform"` for a baseline)."""
+        config = self.memory_config(**overrides)
+        attention = self.semantic_attention() if config.uses("abstract") else None
+        return build_memory(config, attention)
+
+    def encode_frames(self, frames: Sequence[Frame] | Tensor, batch_size: int = 32) -> Tensor:
+        """Patch features `(T, P, D)` of RGB frames, on the vision tower's device."""
+        if self.vision is None:
+            raise GenerationError("this model was loaded without its vision tower (load_vision=False)")
+        return self.vision.encode(frames, batch_size=batch_size)
+
+    def clip_snapshot(
+        self, features: Tensor, timestamps: Sequence[float] | None = None, **overrides: Any
+    ) -> MemorySnapshot:
+        """The memory of a whole clip of features `(T, P, D)` at once (the offline path)."""
+        config = self.memory_config(**{"num_patches": features.shape[1], **overrides})
+        attention = self.semantic_attention() if config.uses("abstract") else None
+        with torch.no_grad():
+            return offline_readout(features, timestamps, config, attention)
+
+    # ----------------------------------------------------------------- answering
+    def prompt_inputs(
+        self, snapshot: MemorySnapshot, question: str, conversation: Conversation | None = None
+    ) -> tuple[Tensor, PromptIds]:
+        """The LLM's input embeddings `(1, L, H)`: the prompt's tokens with the projected memory at `<image>`."""
+        if snapshot.is_empty:
+            raise GenerationError("the memory is empty: nothing has streamed yet, so there is nothing to answer from")
+        conversation = conversation or Conversation(self.template)
+        ids = tokenize_prompt(self.tokenizer, conversation.prompt(question))
+        embed = self.llm.get_input_embeddings()
+        with torch.no_grad():
+            memory = self.llm.project_memory(snapshot.tokens)
+            before = embed(torch.tensor(ids.before, device=self.device))
+            after = embed(torch.tensor(ids.after, device=self.device))
+        return torch.cat([before, memory.to(before.dtype), after]).unsqueeze(0), ids
+
+    def stream_answer(
+        self,
+        snapshot: MemorySnapshot,
+        question: str,
+        *,
+        conversation: Conversation | None = None,
+        options: GenerationOptions | None = None,
+    ) -> AnswerStream:
+        """Answer `question` from `snapshot`, yielding text pieces as they are produced.
+
+        With a `conversation`, its earlier turns are part of the prompt and this turn is added to it once done.
+        """
+        options = options or GenerationOptions()
+        began = time.perf_counter()
+        embeds, _ = self.prompt_inputs(snapshot, question, conversation)  # errors surface here, not mid-stream
+        stream = AnswerStream()
+        stream._pieces = self._pieces(stream, embeds, snapshot, question, conversation, options, began)
+        return stream
+
+    def _pieces(
+        self,
+        stream: AnswerStream,
+        embeds: Tensor,
+        snapshot: MemorySnapshot,
+        question: str,
+        conversation: Conversation | None,
+        options: GenerationOptions,
+        began: float,
+    ) -> Iterator[str]:
+        detok, eos = Detokenizer(self.tokenizer), self._eos_ids()
+        first, count, stop = None, 0, "length"
+        for token in generate_tokens(self.llm, embeds, options, eos):
+            first = first or time.perf_counter()
+            count += 1
+            if token in eos:
+                stop = "eos"
+                break
+            piece = detok.push(token)
+            if piece:
+                yield piece
+        tail = detok.flush()
+        if tail:
+            yield tail
+        done = time.perf_counter()
+        text = detok.text.strip()
+        if conversation is not None:
+            conversation.add(question, text)
+        decoding = done - (first or done)
+        stream.answer = Answer(
+            question=question,
+            text=text,
+            prompt_tokens=embeds.shape[1],
+            memory_tokens=snapshot.num_tokens,
+            new_tokens=count,
+            ttft_s=(first or done) - began,
+            total_s=done - began,
+            tokens_per_s=(count - 1) / decoding if count > 1 and decoding > 0 else 0.0,
+            stop_reason=stop,
+            frames_seen=snapshot.frames_seen,
+            latest_frame_time=snapshot.latest_time,
+        )
+
+    def answer(
+        self,
+        snapshot: MemorySnapshot,
+        question: str,
+        *,
+        conversation: Conversation | None = None,
+        options: GenerationOptions | None = None,
+    ) -> Answer:
+        """The whole answer to `question` from `snapshot`, with its timings."""
+        return self.stream_answer(snapshot, question, conversation=conversation, options=options).result()
+
+    def answer_features(
+        self,
+        features: Tensor | str | os.PathLike,
+        question: str,
+        *,
+        options: GenerationOptions | None = None,
+        **memory_overrides: Any,
+    ) -> Answer:
+        """Answer about a whole clip given as features `(T, P, D)` or a features file (STAR.md §5)."""
+        if not isinstance(features, Tensor):
+            features = load_features(features)
+        return self.answer(self.clip_snapshot(features, **memory_overrides), question, options=options)
+
+    def _eos_ids(self) -> set[int]:
+        eos = self.tokenizer.eos_token_id
+        return {eos} if isinstance(eos, int) else set(eos or [])
+
+    # ----------------------------------------------------------------- saving
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """Write a checkpoint in the released layout; a local vision tower is copied beside it as `vision_tower/`."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        original = self.config.mm_vision_tower
+        source = Path(self.vision_source) if self.vision_source else None
+        if source is not None and source.is_dir():
+            if source.resolve() != (folder / "vision_tower").resolve():
+                shutil.copytree(source, folder / "vision_tower", dirs_exist_ok=True)
+            self.config.mm_vision_tower = "vision_tower"
+        try:
+            self.llm.save_pretrained(folder)
+        finally:
+            self.config.mm_vision_tower = original
+        self.tokenizer.save_pretrained(folder)
+        return folder

@@ -1,0 +1,45 @@
+"""What differs between the transformers releases we support (4.50 and later, 5.x included), in one place."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+import transformers
+from torch import nn
+
+_VERSION = tuple(int(x) for x in transformers.__version__.split(".")[:2])
+
+
+def dtype_kwargs(dtype: torch.dtype | None) -> dict[str, Any]:
+    """`dtype=` for `from_pretrained` in transformers ≥ 4.56, `torch_dtype=` before."""
+    if dtype is None:
+        return {}
+    return {"dtype": dtype} if _VERSION >= (4, 56) else {"torch_dtype": dtype}
+
+
+def cache_kwargs(model: nn.Module, cache: Any) -> dict[str, Any]:
+    """The keyword under which `forward` takes the KV cache: `cache` (transformers ≥ 5.2x) or `past_key_values`."""
+    if cache is None:
+        return {}
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return {name: cache}
+
+
+def output_cache(output: Any) -> Any:
+    """The KV cache a forward pass returned, whatever its name."""
+    cache = output.get("cache") if hasattr(output, "get") else None
+    return cache if cache is not None else output.get("past_key_values")
+
+
+def clip_image_processor_class() -> type:
+    """CLIP's image processor without torchvision: `CLIPImageProcessorPil` in transformers 5, else the plain one."""
+    try:
+        from transformers import CLIPImageProcessorPil
+
+        return CLIPImageProcessorPil
+    except ImportError:
+        from transformers import CLIPImageProcessor
+
+        return CLIPImageProcessor

@@ -1,0 +1,221 @@
+"""Finding a checkpoint, checking its weights against its config, and loading it strictly.
+
+A checkpoint is a folder (or a Hugging Face Hub id, downloaded to the usual cache) in the released layout:
+`config.json` (model_type "vstream"), weights as `model.safetensors`, `pytorch_model.bin`, or shards of
+either with an index file, and the tokenizer files. Missing, unexpected or misshapen weights are an error
+that names them, never a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from transformers import AutoTokenizer
+
+from vstream.errors import CheckpointError, ConfigError
+from vstream.model.compat import dtype_kwargs
+from vstream.model.configuration_vstream import VStreamConfig
+from vstream.model.modeling_vstream import VStreamLlamaForCausalLM
+
+WEIGHT_FILES = (
+    "model.safetensors.index.json",
+    "model.safetensors",
+    "pytorch_model.bin.index.json",
+    "pytorch_model.bin",
+)
+IGNORED_KEYS = re.compile(r".*rotary_emb\.inv_freq$")
+"""Buffers that old LLaMA checkpoints saved and current ones recompute: accepted and reported, not loaded."""
+QUANTIZATIONS = ("8bit", "4bit")
+SAFETENSORS_DTYPES = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I8": "int8",
+    "U8": "uint8",
+    "BOOL": "bool",
+}
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
+    """A local folder as is; anything else is taken for a Hugging Face Hub id and downloaded (or found in the cache)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CheckpointError(f"{path} is a file; give the checkpoint's folder (the one with config.json)")
+    name = str(name_or_path)
+    if name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise CheckpointError(f"{name}: no such checkpoint folder (and not a Hub id like 'IVGSZ/Flash-VStream-7b')")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name))
+    except Exception as exc:  # the hub client raises many types (offline, 401, 404, ...); all mean "not loadable"
+        reason = " ".join(str(exc).split())
+        raise CheckpointError(f"cannot download {name!r} from the Hugging Face Hub: {reason}") from exc
+
+
+def load_config(folder: Path) -> VStreamConfig:
+    """The checkpoint's config; a config that is not a Flash-VStream one is an error."""
+    path = folder / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{folder}: no config.json")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
+    if data.get("model_type") != VStreamConfig.model_type:
+        raise CheckpointError(f"{path}: model_type is {data.get('model_type')!r}, expected 'vstream'")
+    return VStreamConfig.from_dict(data)
+
+
+@dataclass(frozen=True)
+class WeightReport:
+    """How a checkpoint's tensors compare with what its config builds."""
+
+    found: dict[str, tuple[tuple[int, ...], str]]
+    missing: list[str]
+    unexpected: list[str]
+    mismatched: list[str]
+    ignored: list[str]
+
+    def raise_if_wrong(self, folder: Path) -> None:
+        """A CheckpointError naming every missing, unexpected and misshapen weight."""
+        problems = []
+        for label, names in (
+            ("missing", self.missing),
+            ("unexpected", self.unexpected),
+            ("with the wrong shape", self.mismatched),
+        ):
+            if names:
+                shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
+                problems.append(f"{len(names)} weights {label}: {shown}")
+        if problems:
+            raise CheckpointError(f"{folder}: the weights do not match the config: " + "; ".join(problems))
+
+
+def check_weights(folder: Path, config: VStreamConfig) -> WeightReport:
+    """Compare the checkpoint's tensor names and shapes with the model its config describes (reads headers only)."""
+    found = read_tensor_specs(folder)
+    with torch.device("meta"):
+        expected = {name: tuple(t.shape) for name, t in VStreamLlamaForCausalLM(config).state_dict().items()}
+    if config.tie_word_embeddings:
+        expected.pop("lm_head.weight", None)
+        found_names = set(found) - {"lm_head.weight"}
+    else:
+        found_names = set(found)
+    ignored = sorted(n for n in found_names if IGNORED_KEYS.match(n))
+    found_names -= set(ignored)
+    missing = sorted(set(expected) - found_names)
+    unexpected = sorted(found_names - set(expected))
+    mismatched = sorted(
+        f"{n} {found[n][0]} (config wants {expected[n]})"
+        for n in found_names & set(expected)
+        if found[n][0] != expected[n]
+    )
+    return WeightReport(found, missing, unexpected, mismatched, ignored)
+
+
+def read_tensor_specs(folder: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Name → (shape, dtype) of every tensor in the checkpoint's weight files, without loading them."""
+    files = weight_files(folder)
+    specs: dict[str, tuple[tuple[int, ...], str]] = {}
+    for file in files:
+        try:
+            if file.suffix == ".safetensors":
+                with safe_open(str(file), framework="pt") as f:
+                    for name in f.keys():  # noqa: SIM118 (safe_open has no __iter__)
+                        piece = f.get_slice(name)
+                        specs[name] = (
+                            tuple(piece.get_shape()),
+                            SAFETENSORS_DTYPES.get(piece.get_dtype(), piece.get_dtype()),
+                        )
+            else:
+                state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+                specs.update({name: (tuple(t.shape), str(t.dtype).removeprefix("torch.")) for name, t in state.items()})
+        except Exception as exc:  # safetensors and torch.load raise several unrelated types for damaged files
+            raise CheckpointError(f"{file}: cannot read the weights ({exc})") from exc
+    return specs
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The weight files of a checkpoint, following an index file when there is one."""
+    for name in WEIGHT_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        if name.endswith(".index.json"):
+            try:
+                weight_map = json.loads(path.read_text())["weight_map"]
+            except (ValueError, KeyError) as exc:
+                raise CheckpointError(f"{path}: not a weight index ({exc})") from exc
+            files = [folder / f for f in sorted(set(weight_map.values()))]
+            absent = [f.name for f in files if not f.is_file()]
+            if absent:
+                raise CheckpointError(f"{path} lists weight files that are not there: {absent}")
+            return files
+        return [path]
+    raise CheckpointError(f"{folder}: no weights ({' or '.join(WEIGHT_FILES)})")
+
+
+def load_llm(
+    folder: Path,
+    config: VStreamConfig,
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    quantization: str | None = None,
+) -> VStreamLlamaForCausalLM:
+    """The language model with its projector and semantic attention, loaded strictly."""
+    check_weights(folder, config).raise_if_wrong(folder)
+    kwargs = dtype_kwargs(dtype)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization_config(quantization, dtype)
+    if device is not None or quantization is not None:
+        kwargs["device_map"] = {"": str(device or "cuda")}
+    try:
+        llm, info = VStreamLlamaForCausalLM.from_pretrained(folder, config=config, output_loading_info=True, **kwargs)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{folder}: cannot load the weights ({exc})") from exc
+    missing = [k for k in info.get("missing_keys", []) if not (config.tie_word_embeddings and k == "lm_head.weight")]
+    unexpected = [k for k in info.get("unexpected_keys", []) if not IGNORED_KEYS.match(k)]
+    if missing or unexpected or info.get("mismatched_keys"):
+        raise CheckpointError(
+            f"{folder}: missing weights {missing}, unexpected weights {unexpected}, "
+            f"mismatched {info.get('mismatched_keys')}"
+        )
+    return llm.eval()
+
+
+def quantization_config(kind: str, dtype: torch.dtype | None):
+    """8-bit or 4-bit loading through bitsandbytes; the projector and the memory attention stay in full precision."""
+    if kind not in QUANTIZATIONS:
+        raise ConfigError(f"quantization must be one of {', '.join(QUANTIZATIONS)}; got {kind!r}")
+    if find_spec("bitsandbytes") is None:
+        raise ConfigError(f"{kind} loading needs bitsandbytes: pip install 'vstream[quant]' (CUDA only)")
+    from transformers import BitsAndBytesConfig
+
+    skip = ["mm_projector", "attention_model", "lm_head"]
+    if kind == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_compute_dtype=dtype or torch.float16, llm_int8_skip_modules=skip
+    )
+
+
+def load_tokenizer(folder: Path):
+    """The checkpoint's tokenizer."""
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{folder}: cannot load the tokenizer ({exc})") from exc

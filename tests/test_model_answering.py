@@ -1,0 +1,146 @@
+"""Answering from a memory snapshot: the exact prompt, the splice at `<image>`, streaming, timings, turns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vstream.errors import FeatureFileError, GenerationError
+from vstream.features import load_features, save_features
+from vstream.model import Conversation, GenerationOptions, VStream
+from vstream.model.prompts import TEMPLATES, tokenize_prompt
+
+from conftest import random_frames
+
+SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+    "detailed, and polite answers to the user's questions."
+)
+FIXED = GenerationOptions(max_new_tokens=12, min_new_tokens=12)
+
+
+@pytest.fixture(scope="module")
+def snapshot(tiny_model):
+    memory = tiny_model.new_memory()
+    memory.update(tiny_model.encode_frames(random_frames(12)), np.arange(12, dtype=float))
+    return memory.readout()
+
+
+def test_the_prompt_is_exactly_vicuna_v1():
+    conversation = Conversation(TEMPLATES["vicuna_v1"])
+    assert conversation.prompt("What is he holding?") == f"{SYSTEM} USER: <image>\nWhat is he holding? ASSISTANT:"
+    conversation.add("What is he holding?", "A cup.")
+    assert conversation.prompt("What color?") == (
+        f"{SYSTEM} USER: <image>\nWhat is he holding? ASSISTANT: A cup.</s>USER: What color? ASSISTANT:"
+    )
+    assert Conversation(TEMPLATES["plain"]).prompt("ignored") == "<image>\n"
+
+
+def test_memory_tokens_go_exactly_where_the_placeholder_was(tiny_model, snapshot):
+    embeds, ids = tiny_model.prompt_inputs(snapshot, "What happens?")
+    prompt = f"{SYSTEM} USER: <image>\nWhat happens? ASSISTANT:"
+    before, after = prompt.split("<image>")
+    tokenizer = tiny_model.tokenizer
+    assert ids.before == tokenizer(before).input_ids and ids.before[0] == tokenizer.bos_token_id
+    assert ids.after == tokenizer(after).input_ids[1:]  # each side alone, BOS only at the very start
+    embed = tiny_model.llm.get_input_embeddings()
+    n_before, n_memory = len(ids.before), snapshot.num_tokens
+    assert embeds.shape == (1, n_before + n_memory + len(ids.after), tiny_model.config.hidden_size)
+    with torch.no_grad():
+        assert torch.equal(embeds[0, :n_before], embed(torch.tensor(ids.before)))
+        assert torch.equal(embeds[0, n_before : n_before + n_memory], tiny_model.llm.project_memory(snapshot.tokens))
+        assert torch.equal(embeds[0, n_before + n_memory :], embed(torch.tensor(ids.after)))
+
+
+def test_answer_streams_pieces_before_it_is_complete_and_reports_timings(tiny_model, snapshot):
+    stream = tiny_model.stream_answer(snapshot, "What happens?", options=FIXED)
+    pieces, finished_early = [], []
+    for piece in stream:
+        assert isinstance(piece, str) and piece
+        pieces.append(piece)
+        finished_early.append(stream.answer is not None)
+    answer = stream.answer
+    assert len(pieces) >= 2 and not any(finished_early)  # every piece came before the answer was complete
+    assert answer.text == "".join(pieces).strip() != ""
+    assert answer.text == tiny_model.answer(snapshot, "What happens?", options=FIXED).text  # greedy: deterministic
+    assert answer.new_tokens == 12 and answer.stop_reason == "length"
+    assert answer.memory_tokens == snapshot.num_tokens == 84
+    assert answer.prompt_tokens == tiny_model.prompt_inputs(snapshot, "What happens?")[0].shape[1]
+    assert 0 < answer.ttft_s <= answer.total_s and answer.tokens_per_s > 0
+    assert answer.frames_seen == 12 and answer.latest_frame_time == 11.0
+
+
+def test_generation_stops_at_eos(tiny_checkpoint, snapshot):
+    model = VStream.from_pretrained(tiny_checkpoint)
+    eos = model.tokenizer.eos_token_id
+
+    def favour_eos(module, inputs, logits):  # make EOS the most likely next token everywhere
+        logits[..., eos] += 1e4
+        return logits
+
+    model.llm.lm_head.register_forward_hook(favour_eos)
+    answer = model.answer(snapshot, "Anything?", options=GenerationOptions(max_new_tokens=20))
+    assert answer.stop_reason == "eos" and answer.new_tokens == 1 and answer.text == ""
+    delayed = model.answer(snapshot, "Anything?", options=GenerationOptions(max_new_tokens=20, min_new_tokens=3))
+    assert delayed.stop_reason == "eos" and delayed.new_tokens == 4 and "</s>" not in delayed.text
+
+
+def test_sampling_is_reproducible_with_a_seed(tiny_model, snapshot):
+    options = GenerationOptions(max_new_tokens=10, min_new_tokens=10, temperature=1.0, top_p=0.9, seed=7)
+    first = tiny_model.answer(snapshot, "Tell me.", options=options)
+    assert tiny_model.answer(snapshot, "Tell me.", options=options).text == first.text
+
+
+def test_a_conversation_keeps_its_history_in_the_template(tiny_model, snapshot):
+    conversation = Conversation()
+    first = tiny_model.answer(snapshot, "First?", conversation=conversation, options=FIXED)
+    assert conversation.turns == [("First?", first.text)]
+    _, ids = tiny_model.prompt_inputs(snapshot, "Second?", conversation)
+    expected = f"{SYSTEM} USER: <image>\nFirst? ASSISTANT: {first.text}</s>USER: Second? ASSISTANT:"
+    assert ids == tokenize_prompt(tiny_model.tokenizer, expected)
+    second = tiny_model.answer(snapshot, "Second?", conversation=conversation, options=FIXED)
+    assert len(conversation.turns) == 2 and second.prompt_tokens > first.prompt_tokens
+
+
+def test_save_load_answer_gives_identical_output(tiny_model, snapshot, tmp_path):
+    expected = tiny_model.answer(snapshot, "Same?", options=FIXED).text
+    again = VStream.from_pretrained(tiny_model.save_pretrained(tmp_path / "saved"))
+    assert again.answer(snapshot, "Same?", options=FIXED).text == expected
+
+
+def test_answers_from_a_features_file(tiny_model, tmp_path):
+    features = tiny_model.encode_frames(random_frames(9, seed=3))
+    save_features(tmp_path / "clip.safetensors", features)
+    assert torch.equal(load_features(tmp_path / "clip.safetensors"), features)
+    from_file = tiny_model.answer_features(tmp_path / "clip.safetensors", "What?", options=FIXED)
+    memory = tiny_model.new_memory()
+    memory.update(features, np.arange(9.0))
+    assert from_file.frames_seen == 9 and from_file.memory_tokens == 84
+    assert from_file.text == tiny_model.answer(tiny_model.clip_snapshot(features), "What?", options=FIXED).text
+    (tmp_path / "broken.safetensors").write_bytes(b"nope")
+    with pytest.raises(FeatureFileError, match=r"broken\.safetensors: not a readable safetensors file"):
+        tiny_model.answer_features(tmp_path / "broken.safetensors", "What?")
+    save_features(tmp_path / "image.safetensors", features[0])
+    assert load_features(tmp_path / "image.safetensors").shape == (1, 16, 32)
+
+
+@pytest.mark.parametrize(
+    ("question", "options", "message"),
+    [
+        ("", None, "the question is empty"),
+        ("What is <image> here?", None, "must not contain '<image>'"),
+        ("Fine?", {"max_new_tokens": 0}, "max_new_tokens must be a positive integer"),
+        ("Fine?", {"top_p": 0.0}, "top_p must be in (0, 1]"),
+        ("Fine?", {"temperature": -1.0}, "temperature must be >= 0"),
+    ],
+)
+def test_bad_questions_and_options_are_clear_errors(tiny_model, snapshot, question, options, message):
+    with pytest.raises(GenerationError) as info:
+        tiny_model.answer(snapshot, question, options=GenerationOptions(**options) if options else None)
+    assert message in str(info.value)
+
+
+def test_a_question_before_anything_streamed(tiny_model):
+    with pytest.raises(GenerationError, match="the memory is empty: nothing has streamed yet"):
+        tiny_model.answer(tiny_model.new_memory().readout(), "Anything yet?")
