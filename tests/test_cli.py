@@ -49,3 +49,16 @@ def test_bad_values_give_one_line_errors_without_traceback(tmp_path):
     )
     missing = vstream("memory", "--memory-config", str(tmp_path / "nope.json"))
     assert missing.returncode == 2 and "Traceback" not in missing.stderr and "nope.json" in missing.stderr
+
+
+def test_make_tiny_model_then_inspect_it(tmp_path):
+    made = vstream("make-tiny-model", str(tmp_path / "tiny"), "--seed", "3")
+    assert made.returncode == 0 and made.stdout.strip() == str(tmp_path / "tiny")
+    assert (tmp_path / "tiny" / "config.json").is_file() and (tmp_path / "tiny" / "vision_tower").is_dir()
+    text = vstream("inspect", str(tmp_path / "tiny"))
+    assert text.returncode == 0, text.stderr
+    assert "VStreamLlamaForCausalLM" in text.stdout
+    assert "abstract 4 + temporal 16 + retrieved 48 + spatial 16 = 84" in text.stdout
+    missing = vstream("inspect", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "no such checkpoint folder" in missing.stderr
+    assert "Traceback" not in missing.stderr
