@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +95,45 @@ def random_frames(count: int, seed: int = 0, size: tuple[int, int] = (48, 64)) -
     """RGB uint8 frames of random noise."""
     rng = np.random.default_rng(seed)
     return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def encode_video(
+    path: Path,
+    times: list[float] | None = None,
+    *,
+    frames: int = 20,
+    fps: int = 10,
+    size: tuple[int, int] = (64, 48),
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+) -> Path:
+    """Encode a real video with PyAV: frame i is a flat grey of level 8·i (tests tell up to 32 frames apart).
+
+    Args:
+        times: presentation time of each frame in seconds (variable frame rate, offsets); default i / fps.
+    """
+    import av
+
+    times = times if times is not None else [i / fps for i in range(frames)]
+    width, height = size
+    millisecond = Fraction(1, 1000)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        stream.codec_context.time_base = stream.time_base = millisecond
+        for i, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), 8 * i % 256, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = round(t * 1000), millisecond
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def grey_level(image: np.ndarray) -> int:
+    """Which test frame an image is (inverse of `encode_video`'s grey levels)."""
+    return round(float(image.mean()) / 8)
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

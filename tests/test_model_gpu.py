@@ -1,6 +1,6 @@
 """The released checkpoint on a GPU: runs only where CUDA and the weights are available.
 
-    VSTREAM_CHECKPOINT=IVGSZ/Flash-VStream-7b python -m pytest -m gpu tests/test_model_gpu.py
+VSTREAM_CHECKPOINT=IVGSZ/Flash-VStream-7b python -m pytest -m gpu tests/test_model_gpu.py
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -61,7 +63,35 @@ def _tiny_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-size", default=None, help="shard the weights, e.g. 100KB")
 
 
+def cmd_ask(args: argparse.Namespace) -> int:
+    """Ask questions at given stream times (see `vstream.cli.stream_commands`)."""
+    from vstream.cli.stream_commands import cmd_ask as run
+
+    return run(args)
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """Chat about a playing stream (see `vstream.cli.stream_commands`)."""
+    from vstream.cli.stream_commands import cmd_chat as run
+
+    return run(args)
+
+
+def _ask_parser(parser: argparse.ArgumentParser) -> None:
+    from vstream.cli.stream_commands import add_ask_arguments
+
+    add_ask_arguments(parser)
+
+
+def _chat_parser(parser: argparse.ArgumentParser) -> None:
+    from vstream.cli.stream_commands import add_chat_arguments
+
+    add_chat_arguments(parser)
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None], str]] = {
+    "ask": (cmd_ask, _ask_parser, "ask questions at given stream times, each seeing only the frames up to then"),
+    "chat": (cmd_chat, _chat_parser, "play a stream and answer questions typed while it plays"),
     "memory": (cmd_memory, _memory_parser, "show a memory configuration and how many tokens each memory gives"),
     "inspect": (cmd_inspect, _inspect_parser, "show what a checkpoint is (architecture, parameters, memory, tokens)"),
     "make-tiny-model": (cmd_make_tiny_model, _tiny_parser, "write a tiny random checkpoint (answers are nonsense)"),
@@ -88,11 +118,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    logging.basicConfig(
+        level=os.environ.get("VSTREAM_LOG", "WARNING").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         return COMMANDS[args.command][0](args)
     except VStreamError as exc:
         print(f"vstream {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"vstream {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -29,3 +29,11 @@ class FeatureFileError(VStreamError):
 
 class GenerationError(VStreamError, ValueError):
     """A question cannot be answered as asked (an empty memory, a bad option, a placeholder in the text)."""
+
+
+class SourceError(VStreamError):
+    """A video source cannot be opened or read (names the file, URL or device and why)."""
+
+
+class SessionError(VStreamError):
+    """A stream session was asked for something its state does not allow (e.g. asking after it was closed)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -96,6 +97,8 @@ class VStream:
     ) -> None:
         self.llm, self.tokenizer, self.vision = llm, tokenizer, vision
         self.template = get_template(template)
+        self.lock = threading.RLock()  # one LLM forward pass at a time; answers from several threads interleave
+        self._vision_lock = threading.Lock()
         self.vision_source = vision_source
         if vision is not None and vision.hidden_size != self.config.mm_hidden_size:
             raise ConfigError(
@@ -167,7 +170,8 @@ class VStream:
         """Patch features `(T, P, D)` of RGB frames, on the vision tower's device."""
         if self.vision is None:
             raise GenerationError("this model was loaded without its vision tower (load_vision=False)")
-        return self.vision.encode(frames, batch_size=batch_size)
+        with self._vision_lock:  # not the LLM's lock: encoding never holds up a question
+            return self.vision.encode(frames, batch_size=batch_size)
 
     def clip_snapshot(
         self, features: Tensor, timestamps: Sequence[float] | None = None, **overrides: Any
@@ -188,7 +192,7 @@ class VStream:
         conversation = conversation or Conversation(self.template)
         ids = tokenize_prompt(self.tokenizer, conversation.prompt(question))
         embed = self.llm.get_input_embeddings()
-        with torch.no_grad():
+        with torch.no_grad(), self.lock:
             memory = self.llm.project_memory(snapshot.tokens)
             before = embed(torch.tensor(ids.before, device=self.device))
             after = embed(torch.tensor(ids.after, device=self.device))
@@ -225,7 +229,7 @@ class VStream:
     ) -> Iterator[str]:
         detok, eos = Detokenizer(self.tokenizer), self._eos_ids()
         first, count, stop = None, 0, "length"
-        for token in generate_tokens(self.llm, embeds, options, eos):
+        for token in generate_tokens(self.llm, embeds, options, eos, self.lock):
             first = first or time.perf_counter()
             count += 1
             if token in eos:

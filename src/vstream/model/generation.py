@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -49,14 +50,24 @@ class GenerationOptions:
 
 @torch.inference_mode()
 def generate_tokens(
-    llm: nn.Module, inputs_embeds: Tensor, options: GenerationOptions, eos_token_ids: set[int]
+    llm: nn.Module,
+    inputs_embeds: Tensor,
+    options: GenerationOptions,
+    eos_token_ids: set[int],
+    lock: AbstractContextManager | None = None,
 ) -> Iterator[int]:
-    """Yield the token ids generated for one prompt given as embeddings `(1, L, H)`; an EOS comes last."""
+    """Yield the token ids generated for one prompt given as embeddings `(1, L, H)`; an EOS comes last.
+
+    With a `lock`, each forward pass holds it, so that several prompts can be decoded at once from
+    several threads, step by step in turn.
+    """
+    lock = lock or nullcontext()
     generator = None
     if options.temperature > 0 and options.seed is not None:
         generator = torch.Generator(device=inputs_embeds.device).manual_seed(options.seed)
     keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(llm.forward).parameters else {}
-    output = llm(inputs_embeds=inputs_embeds, use_cache=True, **keep)
+    with lock:
+        output = llm(inputs_embeds=inputs_embeds, use_cache=True, **keep)
     for step in range(options.max_new_tokens):
         logits = output.logits[0, -1].float()
         if step < options.min_new_tokens:
@@ -66,7 +77,8 @@ def generate_tokens(
         if token in eos_token_ids:
             return
         ids = torch.tensor([[token]], device=inputs_embeds.device)
-        output = llm(input_ids=ids, use_cache=True, **cache_kwargs(llm, output_cache(output)), **keep)
+        with lock:
+            output = llm(input_ids=ids, use_cache=True, **cache_kwargs(llm, output_cache(output)), **keep)
 
 
 def _pick(logits: Tensor, options: GenerationOptions, generator: torch.Generator | None) -> int:

@@ -1,0 +1,158 @@
+"""`vstream ask` and `vstream chat`: questions about a playing stream, from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TextIO
+
+from vstream.cli.model_args import (
+    add_model_arguments,
+    generation_options_from_args,
+    load_model_from_args,
+    memory_overrides_from_args,
+)
+from vstream.errors import ConfigError, VStreamError
+
+CHAT_HELP = "commands: /status, /pause, /resume, /save PATH, /quit (an empty line shows the position)"
+KEEP_TURNS = 4
+"""Chat turns kept in the prompt (older ones are dropped so the prompt stays bounded)."""
+
+
+def add_ask_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "source",
+        nargs="?",
+        default="synthetic",
+        help="video file, URL, /dev/videoN, image folder, .safetensors features, or 'synthetic[:S]' "
+        "(a generated test clip; the default)",
+    )
+    parser.add_argument(
+        "--at",
+        nargs=2,
+        action="append",
+        metavar=("SECONDS", "QUESTION"),
+        required=True,
+        help="ask QUESTION when the stream reaches SECONDS (repeatable)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per answer")
+    add_model_arguments(parser, speed=0.0)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    """Ask each question when the stream reaches its time, seeing only the frames up to then."""
+    schedule = []
+    for seconds, question in args.at:
+        try:
+            schedule.append((float(seconds), question))
+        except ValueError:
+            raise ConfigError(f"--at takes SECONDS then QUESTION; {seconds!r} is not a number of seconds") from None
+    session = _session(args)
+    with session:
+        for timed in session.ask_at(schedule, options=generation_options_from_args(args)):
+            if args.json:
+                print(json.dumps(timed.to_dict()), flush=True)
+            else:
+                a = timed.answer
+                print(
+                    f"[{_clock(timed.time)}] {a.question}\n  {a.text}\n  (memory up to {_clock(a.latest_frame_time)},"
+                    f" {timed.frames_seen} frames, {timed.frames_dropped} dropped; first token {a.ttft_s:.2f} s, "
+                    f"total {a.total_s:.2f} s)",
+                    flush=True,
+                )
+    return 0
+
+
+def add_chat_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "source",
+        nargs="?",
+        default="synthetic",
+        help="video file, URL, /dev/videoN, image folder, .safetensors features, or 'synthetic[:S]'",
+    )
+    add_model_arguments(parser, speed=1.0)
+
+
+def cmd_chat(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> int:
+    """Play the stream in the background and answer questions typed at any time."""
+    from vstream.model.prompts import Conversation
+
+    session = _session(args)
+    options = generation_options_from_args(args)
+    conversation = Conversation(session.model.template)
+    print(
+        f"playing {session.source.name} at {'full speed' if args.speed == 0 else f'{args.speed:g}x'}; "
+        f"ask anything. {CHAT_HELP}",
+        flush=True,
+    )
+    with session:
+        while True:
+            print(f"[{_position(session)}] > ", end="", flush=True)
+            line = stdin.readline()
+            if not line or line.strip() in ("/quit", "/exit"):
+                break
+            text = line.strip()
+            if not text:
+                continue
+            try:
+                if text.startswith("/"):
+                    _chat_command(session, text)
+                    continue
+                conversation.turns = conversation.turns[-KEEP_TURNS:]
+                stream = session.stream(text, conversation=conversation, options=options)
+                for piece in stream:
+                    print(piece, end="", flush=True)
+                a = stream.answer
+                print(
+                    f"\n  (about the stream up to {_clock(a.latest_frame_time)}; first token {a.ttft_s:.2f} s)",
+                    flush=True,
+                )
+            except VStreamError as exc:
+                print(f"error: {exc}", flush=True)
+        status = session.status()
+    print(
+        f"\nstopped at {_clock(status['position'])}: {status['frames_in_memory']} frames in memory, "
+        f"{status['frames_dropped']} dropped",
+        flush=True,
+    )
+    return 0
+
+
+def _chat_command(session, text: str) -> None:
+    command, _, rest = text.partition(" ")
+    if command == "/status":
+        print(json.dumps(session.status(), indent=1), flush=True)
+    elif command == "/pause":
+        session.pause()
+        print("paused", flush=True)
+    elif command == "/resume":
+        session.resume()
+        print("playing", flush=True)
+    elif command == "/save" and rest.strip():
+        session.save(rest.strip())
+        print(f"memory saved to {rest.strip()}", flush=True)
+    else:
+        print(CHAT_HELP, flush=True)
+
+
+def _session(args: argparse.Namespace):
+    from vstream.stream import StreamSession
+
+    overrides = memory_overrides_from_args(args)
+    model = load_model_from_args(args)
+    return StreamSession(model, args.source, fps=args.fps, speed=args.speed, memory_overrides=overrides)
+
+
+def _position(session) -> str:
+    status = session.status()
+    state = {"playing": ">", "paused": "||", "ended": "end"}.get(status["state"], status["state"])
+    return f"{_clock(status['position'])} {state} | {status['frames_in_memory']} frames"
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"

@@ -1,0 +1,55 @@
+"""The question handler: answers from the latest published snapshot, never waiting for the encoder."""
+
+from __future__ import annotations
+
+import time
+
+from vstream.errors import GenerationError, SourceError
+from vstream.model.assistant import Answer, AnswerStream, VStream
+from vstream.model.generation import GenerationOptions
+from vstream.model.prompts import Conversation
+from vstream.stream.frame_handler import FrameHandler
+from vstream.stream.metrics import Metrics, QuestionRecord
+
+
+class QuestionHandler:
+    """Answers questions about a stream from whatever the frame handler last published.
+
+    Several questions may be in flight from several threads: the model interleaves their decoding steps.
+    """
+
+    def __init__(self, model: VStream, frames: FrameHandler, metrics: Metrics) -> None:
+        self.model, self.frames, self.metrics = model, frames, metrics
+
+    def stream(
+        self, question: str, *, conversation: Conversation | None = None, options: GenerationOptions | None = None
+    ) -> AnswerStream:
+        """Text pieces of the answer as they are produced; `.answer` once done."""
+        published = self.frames.latest
+        if published is None and self.frames.end_reason not in (None, "end of stream", "stopped"):
+            raise SourceError(f"no frame reached the memory: {self.frames.end_reason}")
+        if published is None:
+            raise GenerationError(
+                "nothing has streamed yet: no frame has reached the memory, so there is nothing "
+                "to answer from; ask again in a moment"
+            )
+        age = time.monotonic() - published.at
+        inner = self.model.stream_answer(published.snapshot, question, conversation=conversation, options=options)
+        outer = AnswerStream()
+
+        def pieces():
+            yield from inner
+            answer = inner.answer
+            self.metrics.question(
+                QuestionRecord(question, answer.latest_frame_time, age, answer.ttft_s, answer.total_s)
+            )
+            outer.answer = answer
+
+        outer._pieces = pieces()
+        return outer
+
+    def ask(
+        self, question: str, *, conversation: Conversation | None = None, options: GenerationOptions | None = None
+    ) -> Answer:
+        """The whole answer, from the latest snapshot."""
+        return self.stream(question, conversation=conversation, options=options).result()

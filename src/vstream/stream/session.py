@@ -1,0 +1,269 @@
+"""StreamSession: one stream, its memory and both handlers; the Python API the commands, server and evaluation share.
+
+with StreamSession(model, "rtsp://camera/stream", speed=1) as session:   # starts playing in the background
+    time.sleep(30)
+    print(session.ask("What has happened so far?").text)
+    session.save("state.safetensors")                                    # resume later with resume_from=
+
+# questions at given stream times, each seeing only the frames up to then:
+for timed in StreamSession(model, "clip.mp4", speed=0).ask_at([(10, "Who came in?"), (60, "What now?")]):
+    print(timed.time, timed.answer.text)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vstream.errors import SessionError
+from vstream.memory import BaseMemory, load_memory
+from vstream.model.assistant import Answer, AnswerStream, VStream
+from vstream.model.generation import GenerationOptions
+from vstream.model.prompts import Conversation
+from vstream.stream.frame_handler import FrameHandler
+from vstream.stream.metrics import Metrics
+from vstream.stream.question_handler import QuestionHandler
+from vstream.stream.sources import FileSource, VideoSource, open_source
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TimedAnswer:
+    """An answer to a question asked at stream time `time`, with the stream's counters at that moment."""
+
+    time: float
+    answer: Answer
+    frames_seen: int
+    frames_dropped: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON record `vstream ask --json` prints."""
+        a = self.answer
+        return {
+            "time": self.time,
+            "question": a.question,
+            "answer": a.text,
+            "latest_frame_time": a.latest_frame_time,
+            "frames_seen": self.frames_seen,
+            "frames_dropped": self.frames_dropped,
+            "ttft_s": round(a.ttft_s, 4),
+            "total_s": round(a.total_s, 4),
+            "prompt_tokens": a.prompt_tokens,
+            "memory_tokens": a.memory_tokens,
+            "new_tokens": a.new_tokens,
+            "stop_reason": a.stop_reason,
+        }
+
+
+class StreamSession:
+    """A video source played into a memory by a frame handler, with a question handler answering from it.
+
+    Args:
+        model: the loaded model (its vision tower encodes, its LLM answers).
+        source: a `VideoSource` or anything `open_source` takes (file, URL, /dev/videoN, folder, .safetensors).
+        fps: frames per second taken from the source.
+        speed: 1 real time, 2 twice as fast, 0 as fast as possible (files only; nothing is dropped).
+        memory: the memory to write (default: a new one with the model's sizes and `memory_overrides`).
+        resume_from: a memory state saved by `save`; a file source continues after its last frame.
+        encoder: replaces the model's vision tower (frames -> features), e.g. to measure or to test.
+        batch_size, max_pending: see `FrameHandler`.
+        autostart: start playing at once (default: on `start()`, on entering `with`, or in `ask_at`).
+    """
+
+    def __init__(
+        self,
+        model: VStream,
+        source: VideoSource | str | os.PathLike,
+        *,
+        fps: float | None = 1.0,
+        speed: float = 1.0,
+        memory: BaseMemory | None = None,
+        memory_overrides: dict | None = None,
+        resume_from: str | os.PathLike | None = None,
+        encoder: Any = None,
+        batch_size: int = 8,
+        max_pending: int = 8,
+        autostart: bool = False,
+    ) -> None:
+        if speed < 0:
+            raise SessionError(f"speed must be >= 0 (0: as fast as possible), got {speed}")
+        self.model = model
+        if resume_from is not None:
+            memory = load_memory(resume_from, model.semantic_attention())
+        self.memory = memory or model.new_memory(**(memory_overrides or {}))
+        self.source = source if isinstance(source, VideoSource) else open_source(source, fps)
+        offset = 0.0
+        if resume_from is not None and self.memory.latest_time is not None:
+            if isinstance(self.source, FileSource):  # a file continues after the last frame in the memory
+                self.source.start = self.memory.latest_time + 1e-3
+            else:  # anything else restarts at 0: its times continue after the memory's
+                offset = self.memory.latest_time + 1.0 / (fps or 1.0)
+        self.metrics = Metrics()
+        self.frames = FrameHandler(
+            self.source,
+            self.memory,
+            encoder or model.encode_frames,
+            speed=speed,
+            batch_size=batch_size,
+            max_pending=max_pending,
+            metrics=self.metrics,
+            time_offset=offset,
+        )
+        self.questions = QuestionHandler(model, self.frames, self.metrics)
+        self._closed = False
+        self._lock = threading.Lock()
+        if autostart:
+            self.start()
+
+    # ----------------------------------------------------------------- control
+    def start(self) -> StreamSession:
+        """Start playing the source into the memory (in the background)."""
+        self._check_open()
+        self.frames.start()
+        return self
+
+    def pause(self) -> None:
+        """Pause the stream (a file waits; a live stream's frames are skipped)."""
+        self.frames.pause()
+
+    def resume(self) -> None:
+        """Resume after `pause`."""
+        self.frames.resume()
+
+    def stop(self) -> None:
+        """Stop the stream; the memory and its last snapshot stay available for questions."""
+        self.frames.stop()
+
+    def close(self) -> None:
+        """Stop and refuse further use."""
+        self.stop()
+        self._closed = True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the source has ended and every frame read is in the memory."""
+        return self.frames.wait(timeout)
+
+    def __enter__(self) -> StreamSession:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- questions
+    def ask(
+        self, question: str, *, conversation: Conversation | None = None, options: GenerationOptions | None = None
+    ) -> Answer:
+        """Answer from the latest snapshot (never waits for the encoder)."""
+        self._check_open()
+        return self.questions.ask(question, conversation=conversation, options=options)
+
+    def stream(
+        self, question: str, *, conversation: Conversation | None = None, options: GenerationOptions | None = None
+    ) -> AnswerStream:
+        """Answer from the latest snapshot, piece by piece."""
+        self._check_open()
+        return self.questions.stream(question, conversation=conversation, options=options)
+
+    def ask_at(
+        self,
+        schedule: Sequence[tuple[float, str]],
+        *,
+        options: GenerationOptions | None = None,
+        stop_after: bool = True,
+    ) -> Iterator[TimedAnswer]:
+        """Ask each question when the stream reaches its time, from the frames up to then; answers in time order.
+
+        At speed 0 the source waits at each question time until the memory holds every frame up to it. At
+        other speeds questions are asked as the stream plays, each in its own thread, so a slow answer does
+        not delay the next question.
+        """
+        self._check_open()
+        schedule = sorted(schedule, key=lambda item: item[0])
+        if not schedule:
+            return
+        held = self.frames.speed <= 0 and not self.source.live
+        if held:
+            self.frames.hold_at(schedule[0][0])
+            if self.position is not None and self.position > schedule[0][0]:
+                raise SessionError(
+                    f"the stream is already at {self.position:.2f} s, past the first question's "
+                    f"{schedule[0][0]} s: call ask_at before start() to see only earlier frames"
+                )
+        self.start()
+        if held:
+            for t, question in schedule:
+                self.frames.hold_at(t)
+                self.frames.wait_held()
+                yield self._timed(t, question, options)
+        else:
+            yield from self._ask_playing(schedule, options)
+        if stop_after:
+            self.stop()  # before letting later frames in: the memory ends at the last question
+        self.frames.hold_at(float("inf"))
+
+    def _ask_playing(
+        self, schedule: list[tuple[float, str]], options: GenerationOptions | None
+    ) -> Iterator[TimedAnswer]:
+        results: list[TimedAnswer | BaseException | None] = [None] * len(schedule)
+        done = [threading.Event() for _ in schedule]
+
+        def run(i: int, t: float, question: str) -> None:
+            try:
+                results[i] = self._timed(t, question, options)
+            except BaseException as exc:  # handed to the caller below, in order
+                results[i] = exc
+            finally:
+                done[i].set()
+
+        for i, (t, question) in enumerate(schedule):
+            self.frames.wait_position(t)
+            threading.Thread(target=run, args=(i, t, question), daemon=True, name=f"vstream-question-{i}").start()
+        for i in range(len(schedule)):
+            done[i].wait()
+            if isinstance(results[i], BaseException):
+                raise results[i]
+            yield results[i]
+
+    def _timed(self, t: float, question: str, options: GenerationOptions | None) -> TimedAnswer:
+        answer = self.questions.ask(question, options=options)
+        return TimedAnswer(t, answer, answer.frames_seen, self.metrics.frames_dropped)
+
+    # ----------------------------------------------------------------- state
+    @property
+    def position(self) -> float | None:
+        """Stream time of the newest frame read from the source."""
+        return self.frames.position
+
+    def status(self) -> dict[str, Any]:
+        """Where the stream is: position, frames in memory, drops, state, why it ended, and the metrics."""
+        latest = self.frames.latest
+        if self._closed:
+            state = "closed"
+        elif self.frames.end_reason:
+            state = "ended"
+        elif self.frames.paused:
+            state = "paused"
+        else:
+            state = "playing" if self.frames.running else "idle"
+        return {
+            "source": self.source.name,
+            "state": state,
+            "position": self.position,
+            "frames_in_memory": latest.snapshot.frames_seen if latest else 0,
+            "latest_frame_time": latest.snapshot.latest_time if latest else None,
+            "end_reason": self.frames.end_reason,
+            **self.metrics.summary(),
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save the memory state; `StreamSession(..., resume_from=path)` continues from it."""
+        self.memory.save(path)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SessionError("this stream session is closed")

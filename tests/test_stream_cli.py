@@ -1,0 +1,105 @@
+"""`vstream ask` and `vstream chat` as a user runs them: real processes, real videos, the tiny random model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import encode_video
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """The environment of the commands: a cache folder of the tests' own (the tiny model is built there once)."""
+    return {**os.environ, "VSTREAM_CACHE": str(tmp_path_factory.mktemp("cache")), "HF_HUB_OFFLINE": "1"}
+
+
+def vstream(env, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vstream", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def test_ask_json_answers_at_the_requested_times(env, tmp_path):
+    clip = encode_video(tmp_path / "clip.mp4", frames=30, fps=3)  # 10 s
+    result = vstream(
+        env,
+        "ask",
+        str(clip),
+        "--model",
+        "tiny-random",
+        "--at",
+        "6.5",
+        "Later?",
+        "--at",
+        "2",
+        "What now?",
+        "--json",
+        "--max-new-tokens",
+        "4",
+    )
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["time"] for r in records] == [2.0, 6.5] and [r["question"] for r in records] == ["What now?", "Later?"]
+    for record in records:
+        assert {
+            "time",
+            "question",
+            "answer",
+            "latest_frame_time",
+            "frames_seen",
+            "frames_dropped",
+            "ttft_s",
+            "total_s",
+        } <= record.keys()
+        assert record["time"] - 1 < record["latest_frame_time"] <= record["time"]
+        assert record["frames_dropped"] == 0 and record["ttft_s"] <= record["total_s"]
+    assert [r["frames_seen"] for r in records] == [3, 7]
+
+
+def test_ask_on_a_generated_clip_by_default(env):
+    result = vstream(env, "ask", "--model", "tiny-random", "--at", "3", "What is happening?", "--max-new-tokens", "4")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("[00:03] What is happening?") and "memory up to 00:03" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("source", "at", "message"),
+    [
+        ("/nonexistent/video.mp4", "1", "/nonexistent/video.mp4: no such file"),
+        ("notes.mp4", "1", "notes.mp4: not a video FFmpeg can read"),
+        ("synthetic:2", "soon", "--at takes SECONDS then QUESTION"),
+    ],
+)
+def test_ask_errors_are_one_line(env, tmp_path, source, at, message):
+    (tmp_path / "notes.mp4").write_text("not a video")
+    if source == "notes.mp4":
+        source = str(tmp_path / source)
+    result = vstream(env, "ask", source, "--model", "tiny-random", "--at", at, "What?")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("vstream ask: error: ") and message in last
+
+
+def test_chat_answers_typed_questions_while_the_stream_plays(env, tmp_path):
+    clip = encode_video(tmp_path / "clip.mp4", frames=30, fps=2)  # 15 s
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vstream", "chat", str(clip), "--model", "tiny-random", "--max-new-tokens", "4"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    header = process.stdout.readline()
+    assert header.startswith("playing") and "/quit" in header
+    time.sleep(2.5)
+    out, err = process.communicate("What is happening?\n/status\nAnd now?\n/quit\n", timeout=120)
+    assert process.returncode == 0, err
+    assert out.count("(about the stream up to 00:0") == 2 and '"state": "playing"' in out
+    assert "stopped at" in out and "Traceback" not in err

@@ -1,0 +1,69 @@
+"""A live stream served over HTTP by a real server process on localhost, consumed at its real pace."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vstream.model import GenerationOptions
+from vstream.stream import StreamSession
+from vstream.stream.sources import LiveSource
+
+SERVER = Path(__file__).with_name("live_server.py")
+
+
+@pytest.fixture
+def live_server():
+    """Start the server process; yields a function giving its URL; stops it afterwards."""
+    processes = []
+
+    def start(*args: str) -> str:
+        process = subprocess.Popen([sys.executable, str(SERVER), *args], stdout=subprocess.PIPE, text=True)
+        processes.append(process)
+        line = process.stdout.readline().split()
+        assert line[:1] == ["READY"], line
+        return f"http://127.0.0.1:{line[1]}/live.ts"
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait(10)
+
+
+def test_a_live_http_stream_arrives_at_its_real_pace(live_server):
+    url = live_server("--seconds", "4", "--fps", "5")
+    began, arrivals = time.monotonic(), []
+    for frame in LiveSource(url, fps=None, reconnect_for=0).frames():
+        arrivals.append((frame.time, time.monotonic() - began))
+    times = [t for t, _ in arrivals]
+    assert len(arrivals) == 20 and times == sorted(times) and times[-1] == pytest.approx(3.8, abs=0.05)
+    assert arrivals[-1][1] > 3.6  # the last frame cannot come before it is sent: a real-time stream, not a download
+    late = [(t, at) for t, at in arrivals if 2.0 <= t <= 3.4]  # after a second of probing, frames come as sent
+    for t, at in late:
+        assert at - late[0][1] == pytest.approx(t - late[0][0], abs=0.35)
+
+
+def test_a_dropped_connection_reconnects_and_time_goes_on(live_server):
+    url = live_server("--seconds", "2", "--fps", "5", "--drop-after", "1.5")
+    source = LiveSource(url, fps=None, reconnect_for=3.0)
+    times = []
+    for frame in source.frames():
+        times.append(frame.time)
+        if source.reconnects and len(times) > 12:
+            break
+    assert source.reconnects >= 1 and times == sorted(times) and times[-1] > 1.5
+
+
+def test_questions_about_a_live_stream(live_server, tiny_model):
+    url = live_server("--seconds", "4", "--fps", "5")
+    session = StreamSession(tiny_model, LiveSource(url, fps=2, reconnect_for=0)).start()
+    assert session.frames.wait_encoded(1.0, timeout=20)
+    answer = session.ask("What is on screen?", options=GenerationOptions(max_new_tokens=4, min_new_tokens=4))
+    assert answer.frames_seen >= 1 and answer.latest_frame_time <= session.position
+    assert session.wait(20) and session.status()["end_reason"] == "end of stream"
+    assert session.status()["frames_in_memory"] >= 7  # about 4 s at 2 fps
+    session.close()
