@@ -41,3 +41,29 @@ def test_retrieval_agreement_reports_each_stream_kind():
     assert [row["stream"] for row in rows] == ["scenes", "drift", "random"]
     for row in rows:
         assert row["checkpoints"] == 4 and 0.0 <= row["same_frame"] <= 1.0 and row["candidate_capacity"] == 75
+
+
+def test_stream_latency_reports_each_stream_length(tmp_path):
+    import os
+
+    env = {**os.environ, "VSTREAM_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "stream_latency.py"),
+            "--minutes",
+            "0.5",
+            "1",
+            "--max-new-tokens",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+        env=env,
+    )
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["frames"] for row in rows] == [30, 60]
+    assert rows[0]["state_bytes"] == rows[1]["state_bytes"] and rows[1]["memory_tokens"] == 84
+    assert all(row["ttft_s"] > 0 and row["update_ms_p50"] > 0 for row in rows)

@@ -67,3 +67,38 @@ def test_questions_about_a_live_stream(live_server, tiny_model):
     assert session.wait(20) and session.status()["end_reason"] == "end of stream"
     assert session.status()["frames_in_memory"] >= 7  # about 4 s at 2 fps
     session.close()
+
+
+def test_an_hls_playlist_over_http(tmp_path):
+    import socket
+
+    import av
+    import numpy as np
+
+    with av.open(
+        str(tmp_path / "index.m3u8"), "w", format="hls", options={"hls_time": "1", "hls_playlist_type": "vod"}
+    ) as container:
+        stream = container.add_stream("libx264", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(20):
+            image = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 8 * i, np.uint8), format="rgb24")
+            for packet in stream.encode(image):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        source = LiveSource(f"http://127.0.0.1:{port}/index.m3u8", fps=1, connect_timeout=10, reconnect_for=0)
+        frames = list(source.frames())
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert [round(f.time, 1) for f in frames] == [0.0, 1.0, 2.0, 3.0]
+    assert [round(f.image.mean() / 8) for f in frames] == [0, 5, 10, 15]
