@@ -35,8 +35,8 @@ TINY_MEMORY = {
 
 _CORPUS = [
     *(t.system for t in TEMPLATES.values()),
-    "USER: <image>\nWhat is happening in the video? ASSISTANT: A person is cooking in a kitchen.</s>",
-    "USER: Did anyone open the door? ASSISTANT: Yes.</s> USER: What color is the car? ASSISTANT: Red.</s>",
+    "USER: What is happening in the video? ASSISTANT: A person is cooking in a kitchen.",
+    "USER: Did anyone open the door? ASSISTANT: Yes. USER: What color is the car? ASSISTANT: Red.",
     "The camera moves along a street. People walk, talk, eat, drive, play, read and watch the screen.",
     "0 1 2 3 4 5 6 7 8 9 first second minute hour scene frame stream memory question answer",
 ]
