@@ -130,14 +130,7 @@ class FrameHandler:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the stream has ended and every frame read is in the memory; False on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while not ((self._source_done or self._stop) and not self._pending and not self._busy):
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
+        return self._wait_for(lambda: (self._source_done or self._stop) and self._drained(), timeout)
 
     def hold_at(self, t: float) -> None:
         """Let no frame later than stream time `t` in (`inf` lets everything in)."""
@@ -148,39 +141,27 @@ class FrameHandler:
 
     def wait_held(self, timeout: float | None = None) -> bool:
         """Wait until every frame up to the hold time is in the memory (or the stream ended); False on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while not ((self._at_gate or self._source_done or self._stop) and not self._pending and not self._busy):
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
+        return self._wait_for(lambda: (self._at_gate or self._source_done or self._stop) and self._drained(), timeout)
 
     def wait_position(self, t: float, timeout: float | None = None) -> bool:
-        """Wait until a frame at stream time ≥ `t` has been read (or the stream ended)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while not (self._source_done or self._stop or (self.position is not None and self.position >= t)):
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
+        """Wait until a frame at stream time ≥ `t` has been read (or the stream ended); False on timeout."""
+        return self._wait_for(lambda: self._source_done or self._stop or (self.position or -1.0) >= t, timeout)
 
     def wait_encoded(self, t: float, timeout: float | None = None) -> bool:
-        """Wait until the published memory holds a frame at stream time ≥ `t` (or the stream ended)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """Wait until the published memory holds a frame at stream time ≥ `t`; False on timeout or at the end."""
+
+        def encoded() -> bool:
+            return self.latest is not None and (self.latest.snapshot.latest_time or 0.0) >= t
+
+        self._wait_for(lambda: encoded() or (self._source_done and self._drained()), timeout)
+        return encoded()
+
+    def _drained(self) -> bool:
+        return not self._pending and not self._busy
+
+    def _wait_for(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
         with self._cond:
-            while not (self._source_done and not self._pending and not self._busy):
-                latest = self.latest
-                if latest is not None and (latest.snapshot.latest_time or 0.0) >= t:
-                    return True
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._cond.wait(left)
-        return self.latest is not None and (self.latest.snapshot.latest_time or 0.0) >= t
+            return bool(self._cond.wait_for(predicate, timeout))
 
     # ----------------------------------------------------------------- threads
     def _guard(self, body: Callable[[], None]) -> Callable[[], None]:
