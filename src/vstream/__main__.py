@@ -63,35 +63,46 @@ def _tiny_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-size", default=None, help="shard the weights, e.g. 100KB")
 
 
-def cmd_ask(args: argparse.Namespace) -> int:
-    """Ask questions at given stream times (see `vstream.cli.stream_commands`)."""
-    from vstream.cli.stream_commands import cmd_ask as run
+def _lazy(module: str, name: str) -> Callable:
+    """A command or parser builder from a module imported only when that command runs (keeps --help fast)."""
 
-    return run(args)
+    def call(*args: object) -> object:
+        import importlib
 
+        return getattr(importlib.import_module(module), name)(*args)
 
-def cmd_chat(args: argparse.Namespace) -> int:
-    """Chat about a playing stream (see `vstream.cli.stream_commands`)."""
-    from vstream.cli.stream_commands import cmd_chat as run
-
-    return run(args)
+    return call
 
 
-def _ask_parser(parser: argparse.ArgumentParser) -> None:
-    from vstream.cli.stream_commands import add_ask_arguments
-
-    add_ask_arguments(parser)
-
-
-def _chat_parser(parser: argparse.ArgumentParser) -> None:
-    from vstream.cli.stream_commands import add_chat_arguments
-
-    add_chat_arguments(parser)
-
+EVAL = "vstream.cli.eval_commands"
+STREAM = "vstream.cli.stream_commands"
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None], str]] = {
-    "ask": (cmd_ask, _ask_parser, "ask questions at given stream times, each seeing only the frames up to then"),
-    "chat": (cmd_chat, _chat_parser, "play a stream and answer questions typed while it plays"),
+    "ask": (
+        _lazy(STREAM, "cmd_ask"),
+        _lazy(STREAM, "add_ask_arguments"),
+        "ask questions at given stream times, each seeing only the frames up to then",
+    ),
+    "chat": (
+        _lazy(STREAM, "cmd_chat"),
+        _lazy(STREAM, "add_chat_arguments"),
+        "play a stream and answer questions typed while it plays",
+    ),
+    "eval": (
+        _lazy(EVAL, "cmd_eval"),
+        _lazy(EVAL, "add_eval_arguments"),
+        "benchmarks: predict, judge (LLM judge over an OpenAI-compatible API), report, merge shards",
+    ),
+    "data": (
+        _lazy(EVAL, "cmd_data"),
+        _lazy(EVAL, "add_data_arguments"),
+        "benchmark data: check annotation files, cut source videos into clips",
+    ),
+    "extract-features": (
+        _lazy(EVAL, "cmd_extract"),
+        _lazy(EVAL, "add_extract_arguments"),
+        "encode videos or image folders into feature files (1 fps, batched, sharded, resumable)",
+    ),
     "memory": (cmd_memory, _memory_parser, "show a memory configuration and how many tokens each memory gives"),
     "inspect": (cmd_inspect, _inspect_parser, "show what a checkpoint is (architecture, parameters, memory, tokens)"),
     "make-tiny-model": (cmd_make_tiny_model, _tiny_parser, "write a tiny random checkpoint (answers are nonsense)"),

@@ -219,3 +219,26 @@ def load_tokenizer(folder: Path):
         return AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{folder}: cannot load the tokenizer ({exc})") from exc
+
+
+def load_vision_tower(
+    name_or_path: str | os.PathLike,
+    *,
+    vision_tower: str | os.PathLike | None = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+):
+    """Only the vision tower of a checkpoint (for feature extraction: no LLM is loaded), with its select layer
+    and feature; `vision_tower` points elsewhere."""
+    from vstream.model.vision import VisionTower, resolve_vision_tower
+
+    folder = resolve_checkpoint(name_or_path)
+    config = load_config(folder)
+    source = resolve_vision_tower(config.mm_vision_tower, folder, vision_tower)
+    return VisionTower.load(
+        source,
+        select_layer=config.mm_vision_select_layer,
+        select_feature=config.mm_vision_select_feature,
+        dtype=dtype,
+        device=device,
+    )

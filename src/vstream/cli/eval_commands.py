@@ -1,0 +1,210 @@
+"""`vstream eval {predict,judge,report,merge}`, `vstream data {check,cut}` and `vstream extract-features`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from vstream.cli.model_args import (
+    add_model_arguments,
+    generation_options_from_args,
+    load_model_from_args,
+    memory_overrides_from_args,
+)
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="eval_command", metavar="STEP", required=True)
+    predict = sub.add_parser("predict", help="answer every question of a benchmark (resumable, shardable)")
+    predict.add_argument(
+        "--benchmark", required=True, help="rvs_ego, rvs_movie, vs_ego, vs_movie, actnet, nextoe, msvd or msrvtt"
+    )
+    predict.add_argument("--annotations", type=Path, required=True, help="questions file (any supported format)")
+    inputs = predict.add_mutually_exclusive_group(required=True)
+    inputs.add_argument("--videos", type=Path, help="folder of <video_id>.mp4 (or other video files, or folders)")
+    inputs.add_argument("--features", type=Path, help="folder of <video_id>.safetensors feature files")
+    predict.add_argument("--output", type=Path, required=True, help="predictions JSONL (appended, resumed)")
+    predict.add_argument("--mode", choices=["online", "offline"], help="default: the benchmark's")
+    predict.add_argument("--realtime", action="store_true", help="online: play the videos in real time")
+    predict.add_argument("--num-chunks", type=int, default=None, help="shards (default: $WORLD_SIZE or 1)")
+    predict.add_argument("--chunk-idx", type=int, default=None, help="this shard (default: $RANK or 0)")
+    predict.add_argument("--limit", type=int, default=None, help="answer at most this many questions in this run")
+    add_model_arguments(predict, speed=0.0)
+
+    judge = sub.add_parser("judge", help="judge predictions with an LLM through an OpenAI-compatible endpoint")
+    judge.add_argument("predictions", type=Path, help="predictions JSONL")
+    judge.add_argument("--verdicts", type=Path, help="verdicts JSONL (cache and log; default beside the predictions)")
+    judge.add_argument("--base-url", help="e.g. https://api.openai.com/v1 (or $VSTREAM_JUDGE_BASE_URL)")
+    judge.add_argument("--model", help="the judge model, e.g. gpt-3.5-turbo-0125 (or $VSTREAM_JUDGE_MODEL)")
+    judge.add_argument("--api-key", help="default: $OPENAI_API_KEY")
+    judge.add_argument("--workers", type=int, default=8, help="concurrent requests")
+    judge.add_argument("--attempts", type=int, default=5, help="tries per prediction")
+    judge.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    judge.add_argument("--no-json-schema", action="store_true", help="do not ask the server to force JSON replies")
+
+    report = sub.add_parser("report", help="accuracy and score per benchmark and question type, with the paper's")
+    report.add_argument("predictions", type=Path, nargs="+", help="predictions JSONL files")
+    report.add_argument("--verdicts", type=Path, nargs="*", help="verdicts files (default: beside each predictions)")
+    report.add_argument("--json", type=Path, help="also write the report as JSON here")
+    report.add_argument("--markdown", type=Path, help="also write the Markdown here")
+
+    merge = sub.add_parser("merge", help="merge the shards of a sharded predictions run into one file")
+    merge.add_argument("shards", type=Path, nargs="+")
+    merge.add_argument("--output", type=Path, required=True)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    return {"predict": _predict, "judge": _judge, "report": _report, "merge": _merge}[args.eval_command](args)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from vstream.eval.datasets import load_annotations
+    from vstream.eval.predict import PredictConfig, model_fingerprint, run_predict, shard_from_environment
+
+    shard = shard_from_environment() or (1, 0)
+    num_chunks = args.num_chunks if args.num_chunks is not None else shard[0]
+    chunk_idx = args.chunk_idx if args.chunk_idx is not None else shard[1]
+    if args.device is None and "LOCAL_RANK" in os.environ:
+        import torch
+
+        if torch.cuda.is_available():
+            args.device = f"cuda:{os.environ['LOCAL_RANK']}"
+    config = PredictConfig(
+        benchmark=args.benchmark,
+        output=args.output,
+        videos=args.videos,
+        features=args.features,
+        mode=args.mode,
+        realtime=args.realtime,
+        fps=args.fps,
+        num_chunks=num_chunks,
+        chunk_idx=chunk_idx,
+        limit=args.limit,
+        options=generation_options_from_args(args),
+        memory_overrides=memory_overrides_from_args(args),
+    )
+    annotations = load_annotations(args.annotations)
+    model = load_model_from_args(args)
+    counts = run_predict(model, annotations.items, config, model_fingerprint(args.model, model))
+    print(json.dumps(counts))
+    return 0
+
+
+def _judge(args: argparse.Namespace) -> int:
+    from vstream.eval.judge import judge_config_from_environment, run_judge, verdict_paths
+
+    config = judge_config_from_environment(
+        args.base_url,
+        args.model,
+        api_key=args.api_key,
+        workers=args.workers,
+        attempts=args.attempts,
+        timeout=args.timeout,
+        json_schema=not args.no_json_schema,
+    )
+    counts = run_judge(args.predictions, args.verdicts or verdict_paths(args.predictions), config)
+    print(json.dumps(counts))
+    return 0 if counts["failed"] == 0 else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    from vstream.eval.judge import verdict_paths
+    from vstream.eval.report import build_report, to_markdown
+
+    verdicts = args.verdicts if args.verdicts else [verdict_paths(p) for p in args.predictions]
+    report = build_report(args.predictions, verdicts)
+    markdown = to_markdown(report)
+    print(markdown, end="")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    if args.markdown:
+        args.markdown.write_text(markdown)
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from vstream.eval.records import merge_jsonl
+
+    print(json.dumps({"records": merge_jsonl(args.shards, args.output), "output": str(args.output)}))
+    return 0
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="STEP", required=True)
+    check = sub.add_parser("check", help="validate annotation files and list every bad record")
+    check.add_argument("files", type=Path, nargs="+")
+    cut = sub.add_parser("cut", help="cut source videos (or keyframe folders) into clips by their metadata")
+    cut.add_argument("--metadata", type=Path, required=True, help="clip metadata (video_id, original_video, ...)")
+    cut.add_argument("--source-dir", type=Path, required=True, help="where the original videos or keyframes are")
+    cut.add_argument("--output-dir", type=Path, required=True)
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from vstream.eval.cut import cut_clips
+    from vstream.eval.datasets import load_annotations, load_clip_metadata
+
+    if args.data_command == "check":
+        bad = 0
+        for path in args.files:
+            annotations = load_annotations(path, strict=False)
+            print(
+                f"{path}: {len(annotations.items)} questions ({annotations.format}), "
+                f"{len(annotations.problems)} bad records"
+            )
+            for problem in annotations.problems:
+                print(f"  {problem}")
+            bad += len(annotations.problems)
+        return 1 if bad else 0
+    clips = load_clip_metadata(args.metadata).items
+    counts = cut_clips(clips, args.source_dir, args.output_dir)
+    print(json.dumps(counts))
+    return 1 if counts["failed"] else 0
+
+
+def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", type=Path, nargs="+", help="videos, image folders, or folders of them")
+    parser.add_argument("--output-dir", type=Path, required=True, help="where <video_id>.safetensors go")
+    parser.add_argument(
+        "--model",
+        default="IVGSZ/Flash-VStream-7b",
+        help="checkpoint whose vision tower to use ('tiny-random' for tests); its LLM is not loaded",
+    )
+    parser.add_argument("--vision-tower", default=None, help="a CLIP tower to use instead of the checkpoint's")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto")
+    parser.add_argument("--fps", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--num-chunks", type=int, default=None, help="shards (default: $WORLD_SIZE or 1)")
+    parser.add_argument("--chunk-idx", type=int, default=None, help="this shard (default: $RANK or 0)")
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    import torch
+
+    from vstream.cli.model_args import TINY, tiny_model_folder
+    from vstream.eval.extract import extract_features
+    from vstream.eval.predict import shard_from_environment
+    from vstream.model.loading import load_vision_tower
+
+    shard = shard_from_environment() or (1, 0)
+    num_chunks = args.num_chunks if args.num_chunks is not None else shard[0]
+    chunk_idx = args.chunk_idx if args.chunk_idx is not None else shard[1]
+    device = args.device or (f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu")
+    dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
+    if dtype is None:
+        dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    name = tiny_model_folder() if args.model == TINY else args.model
+    vision = load_vision_tower(name, vision_tower=args.vision_tower, dtype=dtype, device=device)
+    counts = extract_features(
+        args.inputs,
+        args.output_dir,
+        lambda frames: vision.encode(frames, args.batch_size),
+        fps=args.fps,
+        batch_size=args.batch_size,
+        num_chunks=num_chunks,
+        chunk_idx=chunk_idx,
+    )
+    print(json.dumps(counts))
+    return 1 if counts["failed"] else 0

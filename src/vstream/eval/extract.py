@@ -1,0 +1,85 @@
+"""`vstream extract-features`: videos or image folders to feature files (STAR.md §5), batched, sharded, resumable."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from vstream.errors import VStreamError
+from vstream.features import save_features
+from vstream.stream.sources import open_source
+
+log = logging.getLogger(__name__)
+Encoder = Callable[[Sequence[np.ndarray]], Tensor]
+
+
+def list_inputs(inputs: Sequence[Path]) -> list[Path]:
+    """The videos and image folders named, or found one level inside the folders named."""
+    from vstream.eval.predict import VIDEO_SUFFIXES
+    from vstream.stream.sources import IMAGE_SUFFIXES
+
+    found = []
+    for path in inputs:
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
+            found.append(path)  # an image folder itself
+        elif path.is_dir():
+            found += [p for p in sorted(path.iterdir()) if p.suffix.lower() in VIDEO_SUFFIXES or p.is_dir()]
+        else:
+            raise VStreamError(f"{path}: no such video or folder")
+    return sorted(found)
+
+
+def extract_features(
+    inputs: Sequence[Path],
+    output_dir: Path,
+    encoder: Encoder,
+    *,
+    fps: float = 1.0,
+    batch_size: int = 32,
+    num_chunks: int = 1,
+    chunk_idx: int = 0,
+) -> dict[str, Any]:
+    """Encode every input of this shard that has no features file yet; returns counts (failures listed)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    mine = list_inputs(inputs)[chunk_idx::num_chunks]
+    counts: dict[str, Any] = {"inputs": len(mine), "extracted": 0, "already_done": 0, "failed": []}
+    for path in tqdm(mine, desc="features", unit="video"):
+        target = output_dir / f"{path.stem if path.is_file() else path.name}.safetensors"
+        if target.exists():
+            counts["already_done"] += 1
+            continue
+        try:
+            features, times = _encode(path, encoder, fps, batch_size)
+        except VStreamError as exc:
+            log.warning("%s: %s", path, exc)
+            counts["failed"].append(f"{path}: {exc}")
+            continue
+        save_features(target, features, {"fps": str(fps), "source": str(path), "times": json.dumps(times)})
+        counts["extracted"] += 1
+    return counts
+
+
+def _encode(path: Path, encoder: Encoder, fps: float, batch_size: int) -> tuple[Tensor, list[float]]:
+    parts, times, batch = [], [], []
+    with torch.no_grad():
+        for frame in open_source(path, fps).frames():
+            batch.append(frame.image)
+            times.append(round(frame.time, 4))
+            if len(batch) == batch_size:
+                parts.append(encoder(batch).cpu())
+                batch = []
+        if batch:
+            parts.append(encoder(batch).cpu())
+    if not parts:
+        raise VStreamError("no frames")
+    return torch.cat(parts), times

@@ -1,0 +1,241 @@
+"""Benchmark runs end to end: predict → judge → report, resumed after a crash, sharded, online and offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from vstream.eval.records import read_jsonl
+
+from conftest import encode_video
+
+FLAKY = Path(__file__).with_name("flaky_judge_server.py")
+VIDEOS = ["alpha", "bravo", "charlie", "delta"]
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """Four 8-second videos and 15 questions about each (the last video has no file), as conversations."""
+    root = tmp_path_factory.mktemp("bench")
+    (root / "videos").mkdir()
+    for name in VIDEOS[:3]:
+        encode_video(root / "videos" / f"{name}.mp4", frames=24, fps=3)
+    annotations = [
+        {
+            "video_id": name,
+            "duration": 8.0,
+            "conversations": [
+                {
+                    "question": f"What happens in {name} at step {i}?",
+                    "answer": "Yes." if i % 2 else "Something grey.",
+                    "start_time": 0,
+                    "end_time": round(0.5 * i, 1),
+                }
+                for i in range(15)
+            ],
+        }
+        for name in VIDEOS
+    ]
+    (root / "rvs.json").write_text(json.dumps(annotations))
+    env = {**os.environ, "VSTREAM_CACHE": str(root / "cache"), "HF_HUB_OFFLINE": "1"}
+    return root, env
+
+
+def vstream(env, *args, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "vstream", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
+
+
+def predict_args(root, output, *extra):
+    return [
+        "eval",
+        "predict",
+        "--benchmark",
+        "rvs_ego",
+        "--annotations",
+        str(root / "rvs.json"),
+        "--videos",
+        str(root / "videos"),
+        "--output",
+        str(output),
+        "--model",
+        "tiny-random",
+        "--max-new-tokens",
+        "24",
+        *extra,
+    ]
+
+
+@pytest.fixture
+def flaky_server():
+    process = subprocess.Popen([sys.executable, str(FLAKY)], stdout=subprocess.PIPE, text=True)
+    port = process.stdout.readline().split()[1]
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(10)
+
+
+def stats(url):
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/stats", timeout=10) as reply:
+        return json.loads(reply.read())
+
+
+def test_predict_judge_report_resumes_after_a_crash(bench, flaky_server, tmp_path):
+    root, env = bench
+    output = tmp_path / "preds.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vstream", *predict_args(root, output)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if output.exists() and output.read_text().count("\n") >= 10:
+            process.send_signal(signal.SIGKILL)  # a crash halfway: no chance to clean up
+            break
+        time.sleep(0.02)
+    process.wait(30)
+    written = read_jsonl(output)
+    assert 10 <= len(written) < 60, "the run was not interrupted halfway"
+    rerun = vstream(env, *predict_args(root, output))
+    assert rerun.returncode == 0, rerun.stderr
+    counts = json.loads(rerun.stdout.splitlines()[-1])
+    assert counts["already_done"] >= len([r for r in written if r["status"] == "ok"]) - 1
+    records = read_jsonl(output)
+    ok = [r for r in records if r["status"] == "ok"]
+    assert len(ok) == 45 and len({r["key"] for r in ok}) == 45  # nothing lost, nothing answered twice
+    assert {r["video_id"] for r in records if r["status"] == "error"} == {"delta"}
+    for record in ok:  # online: each answer saw only the frames up to its question's time
+        assert record["latest_frame_time"] <= record["end_time"] and record["asked_at"] == record["end_time"]
+        assert record["frames_seen"] == int(record["end_time"]) + 1
+
+    judge = ["eval", "judge", str(output), "--base-url", f"{flaky_server}/v1", "--model", "flaky-judge"]
+    first = vstream(env, *judge, "--attempts", "1")  # every first request fails: nothing may be scored
+    assert first.returncode == 1 and json.loads(first.stdout.splitlines()[-1])["failed"] == 45
+    second = vstream(env, *judge, "--attempts", "4")
+    summary = json.loads(second.stdout.splitlines()[-1])
+    assert second.returncode == 0 and summary["judged"] == 45
+    assert summary["unparsed_replies"] == 45  # each prompt's second reply was not a verdict: recorded, asked again
+    verdicts = read_jsonl(tmp_path / "preds.verdicts.jsonl")
+    assert Counter(v["status"] for v in verdicts) == {"ok": 45, "unparsed": 45, "error": 45}
+    before = stats(flaky_server)
+    third = vstream(env, *judge)
+    assert json.loads(third.stdout.splitlines()[-1])["cached"] == 45 and stats(flaky_server) == before
+
+    report = vstream(env, "eval", "report", str(output), "--json", str(tmp_path / "report.json"))
+    assert report.returncode == 0, report.stderr
+    row = json.loads((tmp_path / "report.json").read_text())["benchmarks"]["rvs_ego"]
+    assert (row["questions"], row["judged"], row["prediction_errors"]) == (45, 45, 15)
+    assert row["by_type"]["yes/no"]["accuracy"] == 100.0 and row["by_type"]["open-ended"]["accuracy"] == 0.0
+    assert row["accuracy"] == pytest.approx(100 * 21 / 45, abs=0.01) and row["paper"]["accuracy"] == 57.3
+    assert "| RVS-Ego | 45 | 45 | 46.7 |" in report.stdout and "flaky-judge" in report.stdout
+
+
+def test_a_judge_that_is_down_scores_nothing(bench, tmp_path):
+    from vstream.eval.judge import JudgeConfig, run_judge
+
+    process = subprocess.Popen([sys.executable, str(FLAKY), "--mode", "down"], stdout=subprocess.PIPE, text=True)
+    port = process.stdout.readline().split()[1]
+    try:
+        predictions = tmp_path / "p.jsonl"
+        predictions.write_text(
+            json.dumps(
+                {
+                    "key": "k1",
+                    "status": "ok",
+                    "benchmark": "msvd",
+                    "mode": "offline",
+                    "question": "Q?",
+                    "answer": "A.",
+                    "prediction": "A.",
+                }
+            )
+            + "\n"
+        )
+        config = JudgeConfig(base_url=f"http://127.0.0.1:{port}/v1", model="m", attempts=3, backoff=0.01)
+        counts = run_judge(predictions, tmp_path / "v.jsonl", config)
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert counts["failed"] == 1 and counts["server_errors"] == 3 and counts["judged"] == 0
+    (record,) = read_jsonl(tmp_path / "v.jsonl")
+    assert record["status"] == "error" and "InternalServerError" in record["reason"] and "score" not in record
+
+
+def test_sharded_predictions_merge_into_the_same_set(bench, tmp_path):
+    root, env = bench
+    whole = tmp_path / "whole.jsonl"
+    assert vstream(env, *predict_args(root, whole, "--max-new-tokens", "2")).returncode == 0
+    shards = []
+    for index in range(2):
+        result = vstream(
+            env,
+            *predict_args(
+                root,
+                tmp_path / "sharded.jsonl",
+                "--max-new-tokens",
+                "2",
+                "--num-chunks",
+                "2",
+                "--chunk-idx",
+                str(index),
+            ),
+        )
+        assert result.returncode == 0, result.stderr
+        shards.append(tmp_path / f"sharded.chunk{index}-of-2.jsonl")
+    videos = [{r["video_id"] for r in read_jsonl(shard)} for shard in shards]
+    assert not videos[0] & videos[1] and videos[0] | videos[1] == set(VIDEOS)
+    merged = vstream(env, "eval", "merge", *map(str, shards), "--output", str(tmp_path / "merged.jsonl"))
+    assert merged.returncode == 0
+    assert {r["key"] for r in read_jsonl(tmp_path / "merged.jsonl")} == {r["key"] for r in read_jsonl(whole)}
+
+
+def test_offline_predictions_from_extracted_features(bench, tmp_path):
+    root, env = bench
+    extracted = vstream(
+        env,
+        "extract-features",
+        str(root / "videos"),
+        "--output-dir",
+        str(tmp_path / "features"),
+        "--model",
+        "tiny-random",
+        "--batch-size",
+        "4",
+    )
+    assert extracted.returncode == 0, extracted.stderr
+    assert json.loads(extracted.stdout.splitlines()[-1])["extracted"] == 3
+    result = vstream(
+        env,
+        "eval",
+        "predict",
+        "--benchmark",
+        "vs_ego",
+        "--annotations",
+        str(root / "rvs.json"),
+        "--features",
+        str(tmp_path / "features"),
+        "--output",
+        str(tmp_path / "offline.jsonl"),
+        "--model",
+        "tiny-random",
+        "--max-new-tokens",
+        "2",
+    )
+    assert result.returncode == 0, result.stderr
+    ok = [r for r in read_jsonl(tmp_path / "offline.jsonl") if r["status"] == "ok"]
+    assert len(ok) == 45 and all(r["mode"] == "offline" and r["frames_seen"] == 8 for r in ok)
+    errors = [r for r in read_jsonl(tmp_path / "offline.jsonl") if r["status"] == "error"]
+    assert len(errors) == 15 and "no features for delta" in errors[0]["error"]
