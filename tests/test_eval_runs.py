@@ -239,3 +239,13 @@ def test_offline_predictions_from_extracted_features(bench, tmp_path):
     assert len(ok) == 45 and all(r["mode"] == "offline" and r["frames_seen"] == 8 for r in ok)
     errors = [r for r in read_jsonl(tmp_path / "offline.jsonl") if r["status"] == "error"]
     assert len(errors) == 15 and "no features for delta" in errors[0]["error"]
+
+
+def test_torchrun_style_environment_picks_the_shard(bench, tmp_path):
+    root, env = bench
+    result = vstream({**env, "WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"},
+                     *predict_args(root, tmp_path / "run.jsonl", "--max-new-tokens", "2"))
+    assert result.returncode == 0, result.stderr
+    shard = tmp_path / "run.chunk1-of-2.jsonl"
+    assert shard.is_file() and not (tmp_path / "run.jsonl").exists()
+    assert {r["video_id"] for r in read_jsonl(shard)} == {"bravo", "delta"}  # every second video, from the second
