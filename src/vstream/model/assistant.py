@@ -13,7 +13,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -61,11 +61,15 @@ class Answer:
 
 
 class AnswerStream:
-    """Text pieces of an answer as they are produced; `answer` holds the whole `Answer` once the stream is done."""
+    """Text pieces of an answer as they are produced; `answer` holds the whole `Answer` once the stream is done.
 
-    def __init__(self) -> None:
-        self._pieces: Iterator[str] = iter(())
+    Args:
+        produce: given this stream, yields the pieces and sets `stream.answer` at the end.
+    """
+
+    def __init__(self, produce: Callable[[AnswerStream], Iterator[str]]) -> None:
         self.answer: Answer | None = None
+        self._pieces = produce(self)
 
     def __iter__(self) -> Iterator[str]:
         return self._pieces
@@ -213,11 +217,11 @@ class VStream:
         options = options or GenerationOptions()
         began = time.perf_counter()
         embeds, _ = self.prompt_inputs(snapshot, question, conversation)  # errors surface here, not mid-stream
-        stream = AnswerStream()
-        stream._pieces = self._pieces(stream, embeds, snapshot, question, conversation, options, began)
-        return stream
+        return AnswerStream(
+            lambda stream: self._produce(stream, embeds, snapshot, question, conversation, options, began)
+        )
 
-    def _pieces(
+    def _produce(
         self,
         stream: AnswerStream,
         embeds: Tensor,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 from vstream.errors import GenerationError, SourceError
 from vstream.model.assistant import Answer, AnswerStream, VStream
@@ -35,9 +36,8 @@ class QuestionHandler:
             )
         age = time.monotonic() - published.at
         inner = self.model.stream_answer(published.snapshot, question, conversation=conversation, options=options)
-        outer = AnswerStream()
 
-        def pieces():
+        def produce(outer: AnswerStream) -> Iterator[str]:
             yield from inner
             answer = inner.answer
             self.metrics.question(
@@ -45,8 +45,7 @@ class QuestionHandler:
             )
             outer.answer = answer
 
-        outer._pieces = pieces()
-        return outer
+        return AnswerStream(produce)
 
     def ask(
         self, question: str, *, conversation: Conversation | None = None, options: GenerationOptions | None = None
