@@ -4,7 +4,8 @@
 
 For every distinct prompt, `flaky` answers the 1st request with HTTP 500, the 2nd with text that is not a
 verdict, and later ones with a verdict (`yes`/5 when the correct answer is "Yes.", else `no`/1).
-`down` always answers 503. GET /stats gives the number of requests per status.
+`down` always answers 503. `noschema` refuses `response_format` (HTTP 400, as OpenAI does for models without
+structured outputs) and otherwise answers with a verdict. GET /stats gives the number of requests per status.
 """
 
 from __future__ import annotations
@@ -46,12 +47,18 @@ def serve(mode: str) -> None:
             with lock:
                 seen[digest] += 1
                 count = seen[digest]
-            if mode == "down" or count == 1:
+            if mode == "noschema" and "response_format" in request:
+                with lock:
+                    stats["refused_format"] += 1
+                message = "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model."
+                self._send(400, {"error": {"message": message, "type": "invalid_request_error"}})
+                return
+            if mode == "down" or (mode == "flaky" and count == 1):
                 with lock:
                     stats["server_error"] += 1
                 self._send(503 if mode == "down" else 500, {"error": {"message": "try again later"}})
                 return
-            if count == 2:
+            if mode == "flaky" and count == 2:
                 content = "Well, it depends on how you look at it."
                 with lock:
                     stats["malformed"] += 1
@@ -80,5 +87,5 @@ def serve(mode: str) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=["flaky", "down"], default="flaky")
+    parser.add_argument("--mode", choices=["flaky", "down", "noschema"], default="flaky")
     serve(parser.parse_args().mode)

@@ -243,9 +243,46 @@ def test_offline_predictions_from_extracted_features(bench, tmp_path):
 
 def test_torchrun_style_environment_picks_the_shard(bench, tmp_path):
     root, env = bench
-    result = vstream({**env, "WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"},
-                     *predict_args(root, tmp_path / "run.jsonl", "--max-new-tokens", "2"))
+    result = vstream(
+        {**env, "WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"},
+        *predict_args(root, tmp_path / "run.jsonl", "--max-new-tokens", "2"),
+    )
     assert result.returncode == 0, result.stderr
     shard = tmp_path / "run.chunk1-of-2.jsonl"
     assert shard.is_file() and not (tmp_path / "run.jsonl").exists()
     assert {r["video_id"] for r in read_jsonl(shard)} == {"bravo", "delta"}  # every second video, from the second
+
+
+def test_a_judge_without_structured_outputs_is_asked_in_the_prompt_only(tmp_path):
+    from vstream.eval.judge import JudgeConfig, run_judge
+
+    process = subprocess.Popen([sys.executable, str(FLAKY), "--mode", "noschema"], stdout=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{process.stdout.readline().split()[1]}"
+    try:
+        predictions = tmp_path / "p.jsonl"
+        predictions.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "key": f"k{i}",
+                        "status": "ok",
+                        "benchmark": "msvd",
+                        "mode": "offline",
+                        "question": f"Q{i}?",
+                        "answer": "Yes.",
+                        "prediction": "Yes.",
+                    }
+                )
+                + "\n"
+                for i in range(6)
+            )
+        )
+        counts = run_judge(
+            predictions, tmp_path / "v.jsonl", JudgeConfig(base_url=f"{url}/v1", model="gpt-3.5", workers=1)
+        )
+        refused = stats(url).get("refused_format", 0)
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert counts["judged"] == 6 and counts["failed"] == 0
+    assert refused == 1  # found out once, then not asked again

@@ -129,12 +129,13 @@ def run_judge(predictions: str | os.PathLike, verdicts: str | os.PathLike, confi
         "server_errors": 0,
     }
     lock = threading.Lock()
+    schema = _SchemaSupport(config.json_schema)
     with (
         JsonlWriter(verdicts) as writer,
         ThreadPoolExecutor(config.workers) as pool,
         tqdm(total=len(todo), desc=f"judge {config.model}", unit="q") as bar,
     ):
-        futures = [pool.submit(_judge_one, client, record, config, writer) for record in todo]
+        futures = [pool.submit(_judge_one, client, record, config, writer, schema) for record in todo]
         for future in as_completed(futures):
             outcome = future.result()
             with lock:
@@ -145,7 +146,24 @@ def run_judge(predictions: str | os.PathLike, verdicts: str | os.PathLike, confi
     return counts
 
 
-def _judge_one(client: Any, record: dict[str, Any], config: JudgeConfig, writer: JsonlWriter) -> dict[str, Any]:
+class _SchemaSupport:
+    """Whether to send `response_format`; switched off for the whole run once the server refuses it."""
+
+    def __init__(self, wanted: bool) -> None:
+        self.enabled = wanted
+
+    def refused(self, exc: Exception) -> bool:
+        """Whether `exc` is the server refusing the forced format (then it is not asked for again)."""
+        if not (self.enabled and "response_format" in str(exc)):
+            return False
+        log.warning("the judge server does not take response_format; asking for JSON in the prompt only")
+        self.enabled = False
+        return True
+
+
+def _judge_one(
+    client: Any, record: dict[str, Any], config: JudgeConfig, writer: JsonlWriter, schema: _SchemaSupport
+) -> dict[str, Any]:
     import openai
 
     key = verdict_key(record["key"], config)
@@ -159,15 +177,18 @@ def _judge_one(client: Any, record: dict[str, Any], config: JudgeConfig, writer:
             ),
         },
     ]
-    extra = {}
-    if config.json_schema:
-        extra["response_format"] = {"type": "json_schema", "json_schema": {"name": "verdict", "schema": VERDICT_SCHEMA}}
+    forced = {"response_format": {"type": "json_schema", "json_schema": {"name": "verdict", "schema": VERDICT_SCHEMA}}}
     unparsed = server_errors = 0
     reason = "no attempt"
-    for attempt in range(1, config.attempts + 1):
+    attempt = 0
+    while attempt < config.attempts:
+        attempt += 1
         try:
             reply = client.chat.completions.create(
-                model=config.model, messages=messages, temperature=config.temperature, **extra
+                model=config.model,
+                messages=messages,
+                temperature=config.temperature,
+                **(forced if schema.enabled else {}),
             )
             text = reply.choices[0].message.content
             verdict = parse_verdict(text)
@@ -188,7 +209,10 @@ def _judge_one(client: Any, record: dict[str, Any], config: JudgeConfig, writer:
             server_errors += 1
             reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
             log.info("judge attempt %d for %s failed: %s", attempt, record.get("id"), reason)
-        except openai.APIStatusError as exc:  # 4xx other than 429: asking again will not help
+        except openai.APIStatusError as exc:  # 4xx other than 429: asking again will not help ...
+            if isinstance(exc, openai.BadRequestError) and schema.refused(exc):
+                attempt -= 1  # ... unless the server refused the forced format: ask again without it
+                continue
             reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
             break
         if attempt < config.attempts:
