@@ -180,3 +180,11 @@ def test_metrics_per_frame_and_per_question(tiny_model, clip):
     record = session.metrics.frames[-1]
     assert record.time == pytest.approx(11.0) and record.encode_s > 0 and record.update_s > 0
     assert torch.is_tensor(session.memory.readout().tokens)
+
+
+def test_ask_at_refuses_a_stream_already_past_its_first_question(tiny_model, clip):
+    session = StreamSession(tiny_model, clip, speed=0).start()
+    assert session.frames.wait_position(3.0, timeout=30)
+    with pytest.raises(SessionError, match="past the first question"):
+        list(session.ask_at([(1.0, "Too late?")], options=SHORT))
+    session.close()

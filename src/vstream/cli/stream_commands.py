@@ -49,7 +49,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         except ValueError:
             raise ConfigError(f"--at takes SECONDS then QUESTION; {seconds!r} is not a number of seconds") from None
     session = _session(args)
-    with session:
+    try:  # not `with session`, which would start playing before ask_at holds the stream at the first question
         for timed in session.ask_at(schedule, options=generation_options_from_args(args)):
             if args.json:
                 print(json.dumps(timed.to_dict()), flush=True)
@@ -61,6 +61,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
                     f"total {a.total_s:.2f} s)",
                     flush=True,
                 )
+    finally:
+        session.close()
     return 0
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from vstream.errors import VStreamError
+from vstream.errors import ConfigError, VStreamError
 from vstream.eval.benchmarks import get_benchmark
 from vstream.eval.datasets import QAItem
 from vstream.eval.records import JsonlWriter, latest_by_key, read_jsonl, record_key
@@ -57,8 +57,6 @@ class PredictConfig:
     memory_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from vstream.errors import ConfigError
-
         if (self.videos is None) == (self.features is None):
             raise ConfigError("give either --videos or --features (not both, not neither)")
         self.mode = self.mode or get_benchmark(self.benchmark).mode
