@@ -115,7 +115,15 @@ def run_predict(model: VStream, items: list[QAItem], config: PredictConfig, mode
 
 
 def _key(config: PredictConfig, item: QAItem, settings: dict[str, Any]) -> str:
-    return record_key(benchmark=config.benchmark, id=item.id, **settings)
+    """Question (its id and content: an edited question is asked again), model and settings."""
+    return record_key(
+        benchmark=config.benchmark,
+        id=item.id,
+        video=item.video_id,
+        question=item.question,
+        at=item.end_time,
+        **settings,
+    )
 
 
 def _answer_video(
