@@ -158,7 +158,6 @@ def test_save_then_load_our_own_checkpoint(tiny_model, tmp_path):
 
 
 def test_quantization_needs_bitsandbytes(tiny_checkpoint):
-    pytest.importorskip("torch")
     try:
         import bitsandbytes  # noqa: F401
 

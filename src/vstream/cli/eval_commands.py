@@ -61,11 +61,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from vstream.eval.datasets import load_annotations
-    from vstream.eval.predict import PredictConfig, model_fingerprint, run_predict, shard_from_environment
+    from vstream.eval.predict import PredictConfig, model_fingerprint, run_predict
 
-    shard = shard_from_environment() or (1, 0)
-    num_chunks = args.num_chunks if args.num_chunks is not None else shard[0]
-    chunk_idx = args.chunk_idx if args.chunk_idx is not None else shard[1]
+    num_chunks, chunk_idx = _shard(args)
     if args.device is None and "LOCAL_RANK" in os.environ:
         import torch
 
@@ -185,12 +183,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
     from vstream.cli.model_args import TINY, tiny_model_folder
     from vstream.eval.extract import extract_features
-    from vstream.eval.predict import shard_from_environment
     from vstream.model.loading import load_vision_tower
 
-    shard = shard_from_environment() or (1, 0)
-    num_chunks = args.num_chunks if args.num_chunks is not None else shard[0]
-    chunk_idx = args.chunk_idx if args.chunk_idx is not None else shard[1]
+    num_chunks, chunk_idx = _shard(args)
     device = args.device or (f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu")
     dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
     if dtype is None:
@@ -208,3 +203,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
     )
     print(json.dumps(counts))
     return 1 if counts["failed"] else 0
+
+
+def _shard(args: argparse.Namespace) -> tuple[int, int]:
+    """(num_chunks, chunk_idx): the flags, else torchrun/accelerate's WORLD_SIZE and RANK, else (1, 0)."""
+    from vstream.eval.predict import shard_from_environment
+
+    world, rank = shard_from_environment() or (1, 0)
+    return (
+        args.num_chunks if args.num_chunks is not None else world,
+        args.chunk_idx if args.chunk_idx is not None else rank,
+    )

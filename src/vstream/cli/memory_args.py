@@ -50,9 +50,14 @@ def memory_config_from_args(args: argparse.Namespace) -> MemoryConfig:
             base = MemoryConfig.from_checkpoint_config(data).to_dict()
         else:
             base = data
-    names = {f.name for f in dataclasses.fields(MemoryConfig)}
-    base.update({name: getattr(args, name) for name in names if getattr(args, name, None) is not None})
+    base.update(given_memory_fields(args))
     return MemoryConfig.from_dict(base)
+
+
+def given_memory_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The MemoryConfig fields whose flags were given on the command line."""
+    names = {f.name for f in dataclasses.fields(MemoryConfig)}
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
 def _field_docs() -> dict[str, str]:

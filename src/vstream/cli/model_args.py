@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
 
-from vstream.cli.memory_args import add_memory_arguments
+from vstream.cli.memory_args import add_memory_arguments, given_memory_fields
 from vstream.errors import ConfigError
-from vstream.memory.config import MemoryConfig
 
 TINY = "tiny-random"
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -81,5 +79,4 @@ def memory_overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
             "--memory-config is not used with a model: the model's config sets the memory sizes; "
             "override single sizes with their own flags"
         )
-    names = {f.name for f in dataclasses.fields(MemoryConfig)}
-    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    return given_memory_fields(args)

@@ -19,12 +19,12 @@ def dtype_kwargs(dtype: torch.dtype | None) -> dict[str, Any]:
     return {"dtype": dtype} if _VERSION >= (4, 56) else {"torch_dtype": dtype}
 
 
-def cache_kwargs(model: nn.Module, cache: Any) -> dict[str, Any]:
-    """The keyword under which `forward` takes the KV cache: `cache` (transformers ≥ 5.2x) or `past_key_values`."""
-    if cache is None:
-        return {}
-    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    return {name: cache}
+def forward_keywords(model: nn.Module) -> tuple[str, dict[str, Any]]:
+    """How `forward` takes the KV cache (`cache` in transformers ≥ 5.2x, else `past_key_values`), and the
+    keywords that make it return only the last position's logits when it can. Look it up once per answer."""
+    parameters = inspect.signature(model.forward).parameters
+    cache = "cache" if "cache" in parameters else "past_key_values"
+    return cache, ({"logits_to_keep": 1} if "logits_to_keep" in parameters else {})
 
 
 def output_cache(output: Any) -> Any:

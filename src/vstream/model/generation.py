@@ -7,7 +7,6 @@ server started with `--enable-prompt-embeds`) can stand behind the same interfac
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from vstream.errors import GenerationError
-from vstream.model.compat import cache_kwargs, output_cache
+from vstream.model.compat import forward_keywords, output_cache
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,7 @@ def generate_tokens(
     generator = None
     if options.temperature > 0 and options.seed is not None:
         generator = torch.Generator(device=inputs_embeds.device).manual_seed(options.seed)
-    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(llm.forward).parameters else {}
+    cache_name, keep = forward_keywords(llm)
     with lock:
         output = llm(inputs_embeds=inputs_embeds, use_cache=True, **keep)
     for step in range(options.max_new_tokens):
@@ -78,7 +77,7 @@ def generate_tokens(
             return
         ids = torch.tensor([[token]], device=inputs_embeds.device)
         with lock:
-            output = llm(input_ids=ids, use_cache=True, **cache_kwargs(llm, output_cache(output)), **keep)
+            output = llm(input_ids=ids, use_cache=True, **{cache_name: output_cache(output)}, **keep)
 
 
 def _pick(logits: Tensor, options: GenerationOptions, generator: torch.Generator | None) -> int:
