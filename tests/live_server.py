@@ -1,9 +1,11 @@
 """A live video stream over HTTP, for tests: MPEG-TS (H.264) encoded on the fly and sent at real-time pace.
 
     python tests/live_server.py --seconds 4 --fps 5        # prints "READY <port>", serves GET /live.ts
+    python tests/live_server.py --seconds 4 --udp 5004     # pushes the stream to udp://127.0.0.1:5004, then exits
 
 Every request gets a fresh stream from time 0. With --drop-after S the first connection is cut after S
-seconds (to test reconnection).
+seconds (to test reconnection). Over UDP a keyframe comes every second, as broadcasters send them, so a
+receiver that joins late starts within a second.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def stream_ts(out, seconds: float, fps: int) -> None:
     with av.open(out, "w", format="mpegts", options={"flush_packets": "1"}) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.options = {"tune": "zerolatency", "preset": "ultrafast"}
+        stream.options = {"tune": "zerolatency", "preset": "ultrafast", "g": str(fps)}
         began = time.monotonic()
         for i in range(int(seconds * fps)):
             delay = began + i / fps - time.monotonic()
@@ -58,7 +60,8 @@ def stream_ts(out, seconds: float, fps: int) -> None:
             image = np.full((48, 64, 3), 8 * i % 256, np.uint8)
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
-            out.flush()
+            if hasattr(out, "flush"):
+                out.flush()
         for packet in stream.encode():
             container.mux(packet)
 
@@ -68,5 +71,9 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--fps", type=int, default=5)
     parser.add_argument("--drop-after", type=float, default=None)
+    parser.add_argument("--udp", type=int, default=None, help="push to this UDP port on localhost instead")
     args = parser.parse_args()
-    serve(args.seconds, args.fps, args.drop_after)
+    if args.udp is not None:
+        stream_ts(f"udp://127.0.0.1:{args.udp}?pkt_size=1316", args.seconds, args.fps)
+    else:
+        serve(args.seconds, args.fps, args.drop_after)

@@ -241,16 +241,24 @@ def test_offline_predictions_from_extracted_features(bench, tmp_path):
     assert len(errors) == 15 and "no features for delta" in errors[0]["error"]
 
 
-def test_torchrun_style_environment_picks_the_shard(bench, tmp_path):
+def test_a_torchrun_launch_shards_the_videos_and_merges(bench, tmp_path):
     root, env = bench
-    result = vstream(
-        {**env, "WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"},
-        *predict_args(root, tmp_path / "run.jsonl", "--max-new-tokens", "2"),
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m"]
+    launch = subprocess.run(
+        [*torchrun, "vstream", *predict_args(root, tmp_path / "run.jsonl", "--max-new-tokens", "2")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
-    assert result.returncode == 0, result.stderr
-    shard = tmp_path / "run.chunk1-of-2.jsonl"
-    assert shard.is_file() and not (tmp_path / "run.jsonl").exists()
-    assert {r["video_id"] for r in read_jsonl(shard)} == {"bravo", "delta"}  # every second video, from the second
+    assert launch.returncode == 0, launch.stderr[-3000:]
+    shards = [tmp_path / f"run.chunk{rank}-of-2.jsonl" for rank in range(2)]
+    assert not (tmp_path / "run.jsonl").exists()
+    videos = [{r["video_id"] for r in read_jsonl(shard)} for shard in shards]
+    assert videos == [{"alpha", "charlie"}, {"bravo", "delta"}]  # every second video, one set per process
+    merged = vstream(env, "eval", "merge", *map(str, shards), "--output", str(tmp_path / "run.jsonl"))
+    assert merged.returncode == 0, merged.stderr
+    assert len(read_jsonl(tmp_path / "run.jsonl")) == 60
 
 
 def test_a_judge_without_structured_outputs_is_asked_in_the_prompt_only(tmp_path):

@@ -225,16 +225,21 @@ class LiveSource(_PyAVSource):
             delay = min(delay * 2, 4.0)
 
     def frames(self) -> Iterator[StreamFrame]:
-        started = time.monotonic()
-        deadline = started + self.connect_timeout
-        offset = 0.0
+        deadline = time.monotonic() + self.connect_timeout
+        started, offset = None, 0.0
         while True:
             self._container = self._connect(deadline)
+            if started is None:
+                started = time.monotonic()
+            else:  # stream time went on while we were away: resume at the wall-clock time since the start
+                offset = max(offset, time.monotonic() - started)
             try:
                 for frame in self._decode(self._container, offset):
                     offset = frame.time
                     yield frame
                 reason = "the stream ended"
+            except av.ExitError:  # PyAV's timeout interrupts the read
+                reason = f"no data for {self.read_timeout:g} s"
             except av.FFmpegError as exc:
                 reason = _reason(exc)
             finally:
@@ -244,7 +249,6 @@ class LiveSource(_PyAVSource):
                 return
             log.warning("%s: %s; reconnecting", self.url, reason)
             self.reconnects += 1
-            offset = max(offset, time.monotonic() - started)  # stream time keeps going while we are away
             deadline = time.monotonic() + self.reconnect_for
 
 
