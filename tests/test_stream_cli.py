@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -103,3 +105,59 @@ def test_chat_answers_typed_questions_while_the_stream_plays(env, tmp_path):
     assert process.returncode == 0, err
     assert out.count("(about the stream up to 00:0") == 2 and '"state": "playing"' in out
     assert "stopped at" in out and "Traceback" not in err
+
+
+class Terminal:
+    """`vstream chat` in a real pseudo-terminal, its screen rendered by a VT100 emulator (pexpect + pyte)."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        import pexpect
+        import pyte
+
+        class Screen(pyte.Screen):
+            def write_process_input(screen, data: str) -> None:  # answers cursor-position requests, as xterm does
+                self.child.send(data)
+
+        self.pexpect = pexpect
+        self.screen = Screen(160, 24)
+        self.stream = pyte.ByteStream(self.screen)
+        self.child = pexpect.spawn(
+            sys.executable, ["-m", "vstream", *args], env={**env, "TERM": "xterm"}, dimensions=(24, 160)
+        )
+
+    def text(self) -> str:
+        return "\n".join(line.rstrip() for line in self.screen.display)
+
+    def wait_for(self, pattern: str, timeout: float = 60.0) -> re.Match:
+        """Read the terminal until its screen shows `pattern`; the match."""
+        deadline = time.monotonic() + timeout
+        while True:
+            match = re.search(pattern, self.text())
+            if match:
+                return match
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{pattern!r} never appeared; the screen:\n{self.text()}")
+            with contextlib.suppress(self.pexpect.TIMEOUT):
+                self.stream.feed(self.child.read_nonblocking(65536, timeout=0.2))
+
+
+def test_chat_in_a_terminal_shows_the_position_moving_while_the_user_types(env, tmp_path):
+    clip = encode_video(tmp_path / "clip.mp4", frames=40, fps=2)  # 20 s, played in real time
+    term = Terminal(["chat", str(clip), "--model", "tiny-random", "--max-new-tokens", "4"], env)
+    try:
+        term.wait_for("ask anything")
+        prompt = term.wait_for(r"\[00:(\d\d) > \| \d+ frames\] >")  # drawn by prompt_toolkit
+        term.child.send("What is ha")  # half a question typed, nothing sent: the position still moves
+        bar = term.wait_for(r"clip\.mp4 \| 00:(\d\d) playing \| \d+ frames in memory \| 0 dropped")
+        first = int(bar.group(1))
+        moved = term.wait_for(rf"\[00:(?!{first:02d})(\d\d) > \| \d+ frames\] > What is ha", timeout=10)
+        assert int(moved.group(1)) > first >= int(prompt.group(1))
+        term.wait_for(rf"clip\.mp4 \| 00:{int(moved.group(1)):02d} playing")  # the status bar follows
+        term.child.sendline("ppening?")
+        term.wait_for(r"\(about the stream up to 00:\d\d; first token \d+\.\d\d s\)")
+        term.child.sendcontrol("d")  # end of input: the chat stops cleanly
+        term.wait_for(r"stopped at 00:\d\d: \d+ frames in memory, 0 dropped")
+        term.child.expect(term.pexpect.EOF, timeout=30)
+    finally:
+        term.child.close(force=True)
+    assert term.child.exitstatus == 0 and "Traceback" not in term.text()

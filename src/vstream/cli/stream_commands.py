@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import TextIO
 
 from vstream.cli.model_args import (
@@ -76,13 +75,15 @@ def add_chat_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, speed=1.0)
 
 
-def cmd_chat(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> int:
+def cmd_chat(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
     """Play the stream in the background and answer questions typed at any time."""
+    from vstream.cli.chat_input import ChatInput
     from vstream.model.prompts import Conversation
 
     session = _session(args)
     options = generation_options_from_args(args)
     conversation = Conversation(session.model.template)
+    typed = ChatInput(lambda: f"[{_position(session)}] > ", lambda: _status_line(session), stdin)
     print(
         f"playing {session.source.name} at {'full speed' if args.speed == 0 else f'{args.speed:g}x'}; "
         f"ask anything. {CHAT_HELP}",
@@ -90,9 +91,8 @@ def cmd_chat(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> int:
     )
     with session:
         while True:
-            print(f"[{_position(session)}] > ", end="", flush=True)
-            line = stdin.readline()
-            if not line or line.strip() in ("/quit", "/exit"):
+            line = typed.read()
+            if line is None or line.strip() in ("/quit", "/exit"):
                 break
             text = line.strip()
             if not text:
@@ -102,14 +102,7 @@ def cmd_chat(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> int:
                     _chat_command(session, text)
                     continue
                 conversation.turns = conversation.turns[-KEEP_TURNS:]
-                stream = session.stream(text, conversation=conversation, options=options)
-                for piece in stream:
-                    print(piece, end="", flush=True)
-                a = stream.answer
-                print(
-                    f"\n  (about the stream up to {_clock(a.latest_frame_time)}; first token {a.ttft_s:.2f} s)",
-                    flush=True,
-                )
+                _answer(session, text, conversation, options)
             except VStreamError as exc:
                 print(f"error: {exc}", flush=True)
         status = session.status()
@@ -119,6 +112,19 @@ def cmd_chat(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> int:
         flush=True,
     )
     return 0
+
+
+def _answer(session, text: str, conversation, options) -> None:
+    """Print the answer as it is decoded; Ctrl-C stops it and returns to the prompt."""
+    stream = session.stream(text, conversation=conversation, options=options)
+    try:
+        for piece in stream:
+            print(piece, end="", flush=True)
+    except KeyboardInterrupt:
+        print("\n  (answer stopped)", flush=True)
+        return
+    a = stream.answer
+    print(f"\n  (about the stream up to {_clock(a.latest_frame_time)}; first token {a.ttft_s:.2f} s)", flush=True)
 
 
 def _chat_command(session, text: str) -> None:
@@ -150,6 +156,20 @@ def _position(session) -> str:
     status = session.status()
     state = {"playing": ">", "paused": "||", "ended": "end"}.get(status["state"], status["state"])
     return f"{_clock(status['position'])} {state} | {status['frames_in_memory']} frames"
+
+
+def _status_line(session) -> str:
+    """The bottom line of the chat on a terminal: where the stream is and how the engine keeps up."""
+    status = session.status()
+    parts = [
+        session.source.name,
+        f"{_clock(status['position'])} {status['state']}",
+        f"{status['frames_in_memory']} frames in memory",
+        f"{status['frames_dropped']} dropped",
+    ]
+    if status.get("end_reason"):
+        parts.append(str(status["end_reason"]))
+    return " | ".join(parts) + "   (/status /pause /resume /save PATH /quit)"
 
 
 def _clock(seconds: float | None) -> str:
