@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -155,6 +156,25 @@ def test_save_then_load_our_own_checkpoint(tiny_model, tmp_path):
     for name, tensor in tiny_model.llm.state_dict().items():
         assert torch.equal(again.llm.state_dict()[name], tensor), name
     assert isinstance(again.config, VStreamConfig) and again.config.to_dict()["compress_size"] == 4
+
+
+def test_hugging_face_style_dtype_and_placement_options(tiny_checkpoint):
+    from vstream.model import GenerationOptions
+
+    vs = VStream.from_pretrained(tiny_checkpoint, torch_dtype="bfloat16", device_map="auto")
+    assert {p.dtype for p in vs.llm.parameters()} == {torch.bfloat16} and vs.llm.device.type == "cpu"
+    assert vs.vision.model.dtype == torch.bfloat16
+    memory = vs.new_memory()
+    memory.update(vs.encode_frames([np.full((40, 56, 3), 90, np.uint8)] * 3), timestamps=[0, 1, 2])
+    answer = vs.answer(memory.readout(), "What?", options=GenerationOptions(max_new_tokens=3, min_new_tokens=3))
+    assert answer.new_tokens == 3
+    assert VStream.from_pretrained(tiny_checkpoint, dtype="torch.float32", load_vision=False).llm.dtype == torch.float32
+    with pytest.raises(ConfigError, match="unknown dtype 'float17'; use one of float32, float16, bfloat16 or 'auto'"):
+        VStream.from_pretrained(tiny_checkpoint, dtype="float17")
+    with pytest.raises(ConfigError, match="disagree"):
+        VStream.from_pretrained(tiny_checkpoint, dtype=torch.float16, torch_dtype=torch.bfloat16)
+    with pytest.raises(ConfigError, match="not both"):
+        VStream.from_pretrained(tiny_checkpoint, device="cpu", device_map="auto")
 
 
 def test_quantization_needs_bitsandbytes(tiny_checkpoint):

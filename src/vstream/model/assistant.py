@@ -26,7 +26,7 @@ from vstream.features import load_features
 from vstream.memory import BaseMemory, MemoryConfig, MemorySnapshot, SemanticAttention, build_memory, offline_readout
 from vstream.model.configuration_vstream import VStreamConfig
 from vstream.model.generation import Detokenizer, GenerationOptions, generate_tokens
-from vstream.model.loading import load_config, load_llm, load_tokenizer, resolve_checkpoint
+from vstream.model.loading import load_config, load_llm, load_tokenizer, resolve_checkpoint, resolve_dtype
 from vstream.model.modeling_vstream import VStreamLlamaForCausalLM
 from vstream.model.prompts import Conversation, PromptIds, get_template, tokenize_prompt
 from vstream.model.vision import Frame, VisionTower, resolve_vision_tower
@@ -115,25 +115,33 @@ class VStream:
         cls,
         name_or_path: str | os.PathLike,
         *,
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
         device: torch.device | str | None = None,
+        device_map: str | dict[str, Any] | None = None,
         vision_tower: str | os.PathLike | None = None,
         load_vision: bool = True,
         quantization: str | None = None,
         template: str = "vicuna_v1",
+        torch_dtype: torch.dtype | str | None = None,
     ) -> VStream:
         """Load a checkpoint from a folder or a Hub id (e.g. `IVGSZ/Flash-VStream-7b`).
 
         Args:
-            dtype: weights dtype (float32 on CPU; float16/bfloat16 on GPU); default: the checkpoint's.
-            device: where to put the model (`cpu`, `cuda`, `cuda:1`, ...).
+            dtype: weights dtype, a `torch.dtype` or its name (float32 on CPU; float16/bfloat16 on GPU);
+                default or `"auto"`: the checkpoint's. `torch_dtype` is the same, under its older Hugging Face name.
+            device: where to put the whole model (`cpu`, `cuda`, `cuda:1`, ...).
+            device_map: instead of `device`, Hugging Face placement of the LLM's layers (`"auto"` spreads a model
+                that does not fit one GPU over several, or onto the CPU); the vision tower goes with the embeddings.
             vision_tower: load the CLIP tower from here instead of the config's `mm_vision_tower`.
             load_vision: False to answer from precomputed features only.
             quantization: `8bit` or `4bit` (bitsandbytes, CUDA).
         """
+        dtype = resolve_dtype(dtype, torch_dtype)
+        if device is not None and device_map is not None:
+            raise ConfigError("give device (the whole model on one device) or device_map, not both")
         folder = resolve_checkpoint(name_or_path)
         config = load_config(folder)
-        llm = load_llm(folder, config, dtype=dtype, device=device, quantization=quantization)
+        llm = load_llm(folder, config, dtype=dtype, device=device, device_map=device_map, quantization=quantization)
         vision, source = None, None
         if load_vision:
             source = resolve_vision_tower(config.mm_vision_tower, folder, vision_tower)
@@ -142,7 +150,7 @@ class VStream:
                 select_layer=config.mm_vision_select_layer,
                 select_feature=config.mm_vision_select_feature,
                 dtype=dtype,
-                device=llm.device if device is not None else None,
+                device=llm.device if device is not None or device_map is not None else None,
             )
         return cls(llm, load_tokenizer(folder), vision, template=template, vision_source=source)
 

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -33,6 +34,7 @@ WEIGHT_FILES = (
 IGNORED_KEYS = re.compile(r".*rotary_emb\.inv_freq$")
 """Buffers that old LLaMA checkpoints saved and current ones recompute: accepted and reported, not loaded."""
 QUANTIZATIONS = ("8bit", "4bit")
+DTYPE_NAMES = ("float32", "float16", "bfloat16")
 SAFETENSORS_DTYPES = {
     "F64": "float64",
     "F32": "float32",
@@ -174,6 +176,7 @@ def load_llm(
     *,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
+    device_map: str | dict[str, Any] | None = None,
     quantization: str | None = None,
 ) -> VStreamLlamaForCausalLM:
     """The language model with its projector and semantic attention, loaded strictly."""
@@ -181,7 +184,9 @@ def load_llm(
     kwargs = dtype_kwargs(dtype)
     if quantization is not None:
         kwargs["quantization_config"] = quantization_config(quantization, dtype)
-    if device is not None or quantization is not None:
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    elif device is not None or quantization is not None:
         kwargs["device_map"] = {"": str(device or "cuda")}
     try:
         llm, info = VStreamLlamaForCausalLM.from_pretrained(folder, config=config, output_loading_info=True, **kwargs)
@@ -195,6 +200,21 @@ def load_llm(
             f"mismatched {info.get('mismatched_keys')}"
         )
     return llm.eval()
+
+
+def resolve_dtype(dtype: torch.dtype | str | None, torch_dtype: torch.dtype | str | None = None) -> torch.dtype | None:
+    """A `torch.dtype` from a dtype or its name (`"bfloat16"`, `"torch.float16"`); None for `"auto"` or nothing."""
+    if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
+        raise ConfigError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; give one of them")
+    value = dtype if dtype is not None else torch_dtype
+    if value is None or isinstance(value, torch.dtype):
+        return value
+    name = str(value).removeprefix("torch.")
+    if name == "auto":
+        return None
+    if name not in DTYPE_NAMES:
+        raise ConfigError(f"unknown dtype {value!r}; use one of {', '.join(DTYPE_NAMES)} or 'auto'")
+    return getattr(torch, name)
 
 
 def quantization_config(kind: str, dtype: torch.dtype | None):
