@@ -202,7 +202,7 @@ def test_sharded_predictions_merge_into_the_same_set(bench, tmp_path):
     assert {r["key"] for r in read_jsonl(tmp_path / "merged.jsonl")} == {r["key"] for r in read_jsonl(whole)}
 
 
-def test_offline_predictions_from_extracted_features(bench, tmp_path):
+def test_offline_predictions_from_videos_and_from_their_extracted_features_agree(bench, tmp_path):
     root, env = bench
     extracted = vstream(
         env,
@@ -212,33 +212,28 @@ def test_offline_predictions_from_extracted_features(bench, tmp_path):
         str(tmp_path / "features"),
         "--model",
         "tiny-random",
-        "--batch-size",
-        "4",
     )
     assert extracted.returncode == 0, extracted.stderr
     assert json.loads(extracted.stdout.splitlines()[-1])["extracted"] == 3
-    result = vstream(
-        env,
-        "eval",
-        "predict",
-        "--benchmark",
-        "vs_ego",
-        "--annotations",
-        str(root / "rvs.json"),
-        "--features",
-        str(tmp_path / "features"),
-        "--output",
-        str(tmp_path / "offline.jsonl"),
-        "--model",
-        "tiny-random",
-        "--max-new-tokens",
-        "2",
-    )
-    assert result.returncode == 0, result.stderr
-    ok = [r for r in read_jsonl(tmp_path / "offline.jsonl") if r["status"] == "ok"]
-    assert len(ok) == 45 and all(r["mode"] == "offline" and r["frames_seen"] == 8 for r in ok)
-    errors = [r for r in read_jsonl(tmp_path / "offline.jsonl") if r["status"] == "error"]
-    assert len(errors) == 15 and "no features for delta" in errors[0]["error"]
+    runs = {}
+    for given in ("--features", "--videos"):
+        folder = tmp_path / "features" if given == "--features" else root / "videos"
+        output = tmp_path / f"offline{given}.jsonl"
+        offline = ["--benchmark", "vs_ego", "--annotations", str(root / "rvs.json"), given, str(folder)]
+        result = vstream(
+            env, "eval", "predict", *offline, "--output", str(output), "--model", "tiny-random", "--max-new-tokens", "8"
+        )
+        assert result.returncode == 0, result.stderr
+        runs[given] = {r["id"]: r for r in read_jsonl(output)}
+    for records in runs.values():
+        ok = [r for r in records.values() if r["status"] == "ok"]
+        assert len(ok) == 45 and all(r["mode"] == "offline" and r["frames_seen"] == 8 for r in ok)
+        errors = [r for r in records.values() if r["status"] == "error"]
+        assert len(errors) == 15 and all(r["video_id"] == "delta" for r in errors)
+    assert "no features for delta" in runs["--features"]["delta#0"]["error"]
+    assert "no video for delta" in runs["--videos"]["delta#0"]["error"]
+    for question, record in runs["--videos"].items():  # the same clip memory, so the same greedy answers
+        assert record.get("prediction") == runs["--features"][question].get("prediction"), question
 
 
 def test_a_torchrun_launch_shards_the_videos_and_merges(bench, tmp_path):

@@ -59,17 +59,21 @@ def extract_features(
             counts["already_done"] += 1
             continue
         try:
-            features, times = _encode(path, encoder, fps, batch_size)
+            features, times = encode_clip(path, encoder, fps, batch_size)
         except VStreamError as exc:
-            log.warning("%s: %s", path, exc)
-            counts["failed"].append(f"{path}: {exc}")
+            log.warning("%s", exc)
+            counts["failed"].append(str(exc))  # the errors of sources and of encode_clip name the file
             continue
         save_features(target, features, {"fps": str(fps), "source": str(path), "times": json.dumps(times)})
         counts["extracted"] += 1
     return counts
 
 
-def _encode(path: Path, encoder: Encoder, fps: float, batch_size: int) -> tuple[Tensor, list[float]]:
+def encode_clip(path: Path, encoder: Encoder, fps: float, batch_size: int = 32) -> tuple[Tensor, list[float]]:
+    """Features `(T, P, D)` on the CPU and stream times of a video or image folder at `fps`.
+
+    Frames are encoded a batch at a time as they are decoded, so an hour of video never sits in RAM as images.
+    """
     parts, times, batch = [], [], []
     with torch.no_grad():
         for frame in open_source(path, fps).frames():
@@ -81,5 +85,5 @@ def _encode(path: Path, encoder: Encoder, fps: float, batch_size: int) -> tuple[
         if batch:
             parts.append(encoder(batch).cpu())
     if not parts:
-        raise VStreamError("no frames")
+        raise VStreamError(f"{path}: no frames")
     return torch.cat(parts), times

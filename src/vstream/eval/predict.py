@@ -22,10 +22,11 @@ from tqdm import tqdm
 from vstream.errors import ConfigError, VStreamError
 from vstream.eval.benchmarks import get_benchmark
 from vstream.eval.datasets import QAItem
+from vstream.eval.extract import encode_clip
 from vstream.eval.records import JsonlWriter, latest_by_key, read_jsonl, record_key
 from vstream.features import load_features
 from vstream.model import GenerationOptions, VStream
-from vstream.stream.sources import FeatureFileSource, open_source
+from vstream.stream.sources import FeatureFileSource
 
 log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".ts", ".flv", ".m4v")
@@ -147,12 +148,10 @@ def _answer_video(
 def _offline(model: VStream, source: Path, questions: list[QAItem], config: PredictConfig) -> Iterator[dict[str, Any]]:
     if source.suffix == ".safetensors":
         features = load_features(source)
+        times = [i / config.fps for i in range(len(features))]
     else:
-        frames = [frame.image for frame in open_source(source, config.fps).frames()]
-        if not frames:
-            raise VStreamError(f"{source}: no frames")
-        features = model.encode_frames(frames)
-    snapshot = model.clip_snapshot(features, [i / config.fps for i in range(len(features))], **config.memory_overrides)
+        features, times = encode_clip(source, model.encode_frames, config.fps)
+    snapshot = model.clip_snapshot(features.to(model.device), times, **config.memory_overrides)
     for item in questions:
         answer = model.answer(snapshot, item.question, options=config.options)
         yield _record(item, answer=answer)
