@@ -6,9 +6,10 @@
 Streams random frame features of the model's size (as from its vision tower) at 1 fps, as fast as
 possible, through a StreamSession (frame handler, memory, question handler). At each checkpoint (stream
 minutes) it asks a question from the memory as it stands and prints one JSON line:
-`stream_minutes`, `frames`, `ttft_s`, `total_s`, `update_ms_p50`/`_p95` (memory update per frame, over the
-last window of frames), `memory_tokens`, `state_bytes`, `rss_mb`. All of them should stay flat as the
-stream grows.
+`stream_minutes`, `frames`, `ttft_s`, `total_s`, `ttft_followup_s` (a second question about the same memory,
+whose prompt start and memory tokens are already in the LLM's KV cache), `update_ms_p50`/`_p95` (memory update
+per frame, over the last window of frames), `memory_tokens`, `state_bytes`, `rss_mb`. All of them should stay
+flat as the stream grows.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def main() -> None:
     began = time.monotonic()
     schedule = [(m * 60 - 1, f"What happened in the first {m:g} minutes?") for m in args.minutes]
     for timed, minutes in zip(session.ask_at(schedule, options=options), args.minutes, strict=True):
+        followup = session.ask("And what happened last?", options=options)  # the same snapshot: a cached prefix
         recent = list(session.metrics.frames)[-500:]
         updates = sorted(r.update_s * 1e3 for r in recent)
         print(
@@ -71,6 +73,7 @@ def main() -> None:
                     "frames": timed.frames_seen,
                     "ttft_s": round(timed.answer.ttft_s, 4),
                     "total_s": round(timed.answer.total_s, 4),
+                    "ttft_followup_s": round(followup.ttft_s, 4),
                     "update_ms_p50": round(updates[len(updates) // 2], 3),
                     "update_ms_p95": round(updates[int(len(updates) * 0.95)], 3),
                     "memory_tokens": timed.answer.memory_tokens,

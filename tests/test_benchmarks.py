@@ -66,4 +66,5 @@ def test_stream_latency_reports_each_stream_length(tmp_path):
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [row["frames"] for row in rows] == [30, 60]
     assert rows[0]["state_bytes"] == rows[1]["state_bytes"] and rows[1]["memory_tokens"] == 84
+    assert all(row["ttft_followup_s"] > 0 and row["ttft_s"] > 0 for row in rows)
     assert all(row["ttft_s"] > 0 and row["update_ms_p50"] > 0 for row in rows)

@@ -144,3 +144,50 @@ def test_bad_questions_and_options_are_clear_errors(tiny_model, snapshot, questi
 def test_a_question_before_anything_streamed(tiny_model):
     with pytest.raises(GenerationError, match="the memory is empty: nothing has streamed yet"):
         tiny_model.answer(tiny_model.new_memory().readout(), "Anything yet?")
+
+
+def test_questions_about_one_snapshot_prefill_the_memory_once_and_answer_as_without_it(tiny_model, snapshot):
+    uncached = VStream(tiny_model.llm, tiny_model.tokenizer, tiny_model.vision, cache_prefix=False)
+    prompt_lengths: list[int] = []  # the length of every forward pass that prefills (decoding steps take 1 token)
+
+    def record(module, args, kwargs):
+        given = kwargs.get("inputs_embeds")
+        if given is not None:
+            prompt_lengths.append(given.shape[1])
+
+    hook = tiny_model.llm.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        conversation, other = Conversation(tiny_model.template), Conversation(tiny_model.template)
+        cached = [tiny_model.answer(snapshot, q, conversation=conversation, options=FIXED) for q in ("Who?", "Where?")]
+        prefix_only = list(prompt_lengths)
+        plain = [uncached.answer(snapshot, q, conversation=other, options=FIXED) for q in ("Who?", "Where?")]
+    finally:
+        hook.remove()
+    _, first_ids = tiny_model.prompt_inputs(snapshot, "Who?")
+    memory_end = len(first_ids.before) + snapshot.num_tokens
+    # the prefix (prompt start + memory) once, then only each question's own tokens (the follow-up carries the
+    # first turn, so it is longer)
+    assert prefix_only[0] == memory_end and prefix_only[1] == len(first_ids.after) and len(prefix_only) == 3
+    assert (
+        prefix_only[1] + memory_end == cached[0].prompt_tokens
+        and prefix_only[2] + memory_end == cached[1].prompt_tokens
+    )
+    assert prompt_lengths[3:] == [a.prompt_tokens for a in plain]  # without the cache, whole prompts
+    assert [a.text for a in cached] == [a.text for a in plain] and cached[0].text  # the same greedy answers
+
+
+def test_a_new_snapshot_gets_a_new_prefix(tiny_model, snapshot):
+    cache, short = tiny_model.prefix_cache, GenerationOptions(max_new_tokens=2)
+    cache.clear()
+    misses, hits = cache.misses, cache.hits
+    tiny_model.answer(snapshot, "What?", options=short)
+    tiny_model.answer(snapshot, "And?", options=short)
+    assert (cache.misses - misses, cache.hits - hits) == (1, 1)
+    memory = tiny_model.new_memory()
+    memory.update(tiny_model.encode_frames(random_frames(3)), [0.0, 1.0, 2.0])
+    newer = memory.readout()
+    tiny_model.answer(newer, "Now?", options=short)
+    tiny_model.answer(newer, "Again?", options=short)
+    assert (cache.misses - misses, cache.hits - hits) == (2, 2)
+    tiny_model.answer(snapshot, "Back to the first?", options=short)  # one prefix is kept: the older one is gone
+    assert (cache.misses - misses, cache.hits - hits) == (3, 2)

@@ -91,7 +91,18 @@ def test_ask_errors_are_one_line(env, tmp_path, source, at, message):
 def test_chat_answers_typed_questions_while_the_stream_plays(env, tmp_path):
     clip = encode_video(tmp_path / "clip.mp4", frames=30, fps=2)  # 15 s
     process = subprocess.Popen(
-        [sys.executable, "-m", "vstream", "chat", str(clip), "--model", "tiny-random", "--max-new-tokens", "4"],
+        [
+            sys.executable,
+            "-m",
+            "vstream",
+            "chat",
+            str(clip),
+            "--model",
+            "tiny-random",
+            "--max-new-tokens",
+            "4",
+            "--prefill",
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -104,6 +115,8 @@ def test_chat_answers_typed_questions_while_the_stream_plays(env, tmp_path):
     out, err = process.communicate("What is happening?\n/status\nAnd now?\n/quit\n", timeout=120)
     assert process.returncode == 0, err
     assert out.count("(about the stream up to 00:0") == 2 and '"state": "playing"' in out
+    status = json.loads(out[out.index("{") : out.index("}") + 1])
+    assert status["snapshots_prefilled"] >= 1 and status["prefix_cache_misses"] + status["prefix_cache_hits"] == 1
     assert "stopped at" in out and "Traceback" not in err
 
 

@@ -188,3 +188,29 @@ def test_ask_at_refuses_a_stream_already_past_its_first_question(tiny_model, cli
     with pytest.raises(SessionError, match="past the first question"):
         list(session.ask_at([(1.0, "Too late?")], options=SHORT))
     session.close()
+
+
+def test_prefill_keeps_the_newest_memory_in_the_llm_so_a_question_prefills_only_itself(tiny_model, clip):
+    session = StreamSession(tiny_model, clip, speed=4, prefill=True).start()
+    assert session.wait(60)
+    final = session.frames.latest.snapshot
+    deadline = time.monotonic() + 20
+    while not tiny_model.prefix_cache.holds(final) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert tiny_model.prefix_cache.holds(final) and 1 <= session.warmer.prefilled <= 12
+    lengths: list[int] = []
+    hook = tiny_model.llm.register_forward_pre_hook(
+        lambda module, args, kwargs: (
+            lengths.append(kwargs["inputs_embeds"].shape[1]) if kwargs.get("inputs_embeds") is not None else None
+        ),
+        with_kwargs=True,
+    )
+    try:
+        answer = session.ask("What is there?", options=SHORT)
+    finally:
+        hook.remove()
+        session.close()
+    _, ids = tiny_model.prompt_inputs(final, "What is there?")
+    assert lengths == [len(ids.after)]  # the memory was already in the LLM: only the question was prefilled
+    assert answer.prompt_tokens == len(ids.before) + final.num_tokens + len(ids.after)
+    assert session.warmer._thread is not None and not session.warmer._thread.is_alive()

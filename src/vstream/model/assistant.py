@@ -28,6 +28,7 @@ from vstream.model.configuration_vstream import VStreamConfig
 from vstream.model.generation import Detokenizer, GenerationOptions, generate_tokens
 from vstream.model.loading import load_config, load_llm, load_tokenizer, resolve_checkpoint, resolve_dtype
 from vstream.model.modeling_vstream import VStreamLlamaForCausalLM
+from vstream.model.prefix_cache import PrefixCache
 from vstream.model.prompts import Conversation, PromptIds, get_template, tokenize_prompt
 from vstream.model.vision import Frame, VisionTower, resolve_vision_tower
 
@@ -98,10 +99,12 @@ class VStream:
         *,
         template: str = "vicuna_v1",
         vision_source: str | None = None,
+        cache_prefix: bool = True,
     ) -> None:
         self.llm, self.tokenizer, self.vision = llm, tokenizer, vision
         self.template = get_template(template)
         self.lock = threading.RLock()  # one LLM forward pass at a time; answers from several threads interleave
+        self.prefix_cache = PrefixCache(llm, self.lock) if cache_prefix else None
         self._vision_lock = threading.Lock()
         self.vision_source = vision_source
         if vision is not None and vision.hidden_size != self.config.mm_hidden_size:
@@ -199,6 +202,14 @@ class VStream:
         self, snapshot: MemorySnapshot, question: str, conversation: Conversation | None = None
     ) -> tuple[Tensor, PromptIds]:
         """The LLM's input embeddings `(1, L, H)`: the prompt's tokens with the projected memory at `<image>`."""
+        prefix, rest, ids = self._prompt_parts(snapshot, question, conversation)
+        return torch.cat([prefix, rest], dim=1), ids
+
+    def _prompt_parts(
+        self, snapshot: MemorySnapshot, question: str, conversation: Conversation | None
+    ) -> tuple[Tensor, Tensor, PromptIds]:
+        """Embeddings of the prompt up to the end of the memory `(1, Lp, H)` (the same for every question about
+        `snapshot`), of the rest `(1, Lq, H)`, and the token ids around the memory."""
         if snapshot.is_empty:
             raise GenerationError("the memory is empty: nothing has streamed yet, so there is nothing to answer from")
         conversation = conversation or Conversation(self.template)
@@ -208,7 +219,15 @@ class VStream:
             memory = self.llm.project_memory(snapshot.tokens)
             before = embed(torch.tensor(ids.before, device=self.device))
             after = embed(torch.tensor(ids.after, device=self.device))
-        return torch.cat([before, memory.to(before.dtype), after]).unsqueeze(0), ids
+        return torch.cat([before, memory.to(before.dtype)]).unsqueeze(0), after.unsqueeze(0), ids
+
+    def prefill(self, snapshot: MemorySnapshot) -> None:
+        """Compute the LLM state of the prompt up to the end of `snapshot`'s memory now, so that the next question
+        about it prefills only its own tokens (a no-op without the prefix cache or with an empty memory)."""
+        if self.prefix_cache is None or snapshot.is_empty:
+            return
+        prefix, _, ids = self._prompt_parts(snapshot, "?", None)  # the prefix does not depend on the question
+        self.prefix_cache.warm(snapshot, ids.before, prefix)
 
     def stream_answer(
         self,
@@ -224,24 +243,29 @@ class VStream:
         """
         options = options or GenerationOptions()
         began = time.perf_counter()
-        embeds, _ = self.prompt_inputs(snapshot, question, conversation)  # errors surface here, not mid-stream
+        parts = self._prompt_parts(snapshot, question, conversation)  # errors surface here, not mid-stream
         return AnswerStream(
-            lambda stream: self._produce(stream, embeds, snapshot, question, conversation, options, began)
+            lambda stream: self._produce(stream, parts, snapshot, question, conversation, options, began)
         )
 
     def _produce(
         self,
         stream: AnswerStream,
-        embeds: Tensor,
+        parts: tuple[Tensor, Tensor, PromptIds],
         snapshot: MemorySnapshot,
         question: str,
         conversation: Conversation | None,
         options: GenerationOptions,
         began: float,
     ) -> Iterator[str]:
+        prefix, rest, ids = parts
+        if self.prefix_cache is not None:  # the prefix's KV cache, shared by every question about this snapshot
+            past, _ = self.prefix_cache.get(snapshot, ids.before, prefix)
+        else:
+            past, rest = None, torch.cat([prefix, rest], dim=1)
         detok, eos = Detokenizer(self.tokenizer), self._eos_ids()
         first, count, stop = None, 0, "length"
-        for token in generate_tokens(self.llm, embeds, options, eos, self.lock):
+        for token in generate_tokens(self.llm, rest, options, eos, self.lock, past=past):
             first = first or time.perf_counter()
             count += 1
             if token in eos:
@@ -261,7 +285,7 @@ class VStream:
         stream.answer = Answer(
             question=question,
             text=text,
-            prompt_tokens=embeds.shape[1],
+            prompt_tokens=prefix.shape[1] + parts[1].shape[1],
             memory_tokens=snapshot.num_tokens,
             new_tokens=count,
             ttft_s=(first or done) - began,

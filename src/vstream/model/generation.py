@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -54,19 +55,22 @@ def generate_tokens(
     options: GenerationOptions,
     eos_token_ids: set[int],
     lock: AbstractContextManager | None = None,
+    past: Any = None,
 ) -> Iterator[int]:
     """Yield the token ids generated for one prompt given as embeddings `(1, L, H)`; an EOS comes last.
 
     With a `lock`, each forward pass holds it, so that several prompts can be decoded at once from
-    several threads, step by step in turn.
+    several threads, step by step in turn. `past` is the KV cache of a prefix the embeddings continue
+    (it is extended in place).
     """
     lock = lock or nullcontext()
     generator = None
     if options.temperature > 0 and options.seed is not None:
         generator = torch.Generator(device=inputs_embeds.device).manual_seed(options.seed)
     cache_name, keep = forward_keywords(llm)
+    prefix = {cache_name: past} if past is not None else {}
     with lock:
-        output = llm(inputs_embeds=inputs_embeds, use_cache=True, **keep)
+        output = llm(inputs_embeds=inputs_embeds, use_cache=True, **prefix, **keep)
     for step in range(options.max_new_tokens):
         logits = output.logits[0, -1].float()
         if step < options.min_new_tokens:

@@ -156,6 +156,13 @@ class FrameHandler:
         self._wait_for(lambda: encoded() or (self._source_done and self._drained()), timeout)
         return encoded()
 
+    def wait_published(self, seen: Published | None, timeout: float | None = None) -> Published | None:
+        """Wait for a snapshot other than `seen`; the newest one (still `seen` on timeout, at the end or at stop)."""
+        self._wait_for(
+            lambda: self.latest is not seen or self._stop or (self._source_done and self._drained()), timeout
+        )
+        return self.latest
+
     def _drained(self) -> bool:
         return not self._pending and not self._busy
 

@@ -26,6 +26,7 @@ from vstream.model.generation import GenerationOptions
 from vstream.model.prompts import Conversation
 from vstream.stream.frame_handler import FrameHandler
 from vstream.stream.metrics import Metrics
+from vstream.stream.prefill import PrefixWarmer
 from vstream.stream.question_handler import QuestionHandler
 from vstream.stream.sources import FileSource, VideoSource, open_source
 
@@ -73,6 +74,8 @@ class StreamSession:
         encoder: replaces the model's vision tower (frames -> features), e.g. to measure or to test.
         batch_size, max_pending: see `FrameHandler`.
         autostart: start playing at once (default: on `start()`, on entering `with`, or in `ask_at`).
+        prefill: prefill each new snapshot's memory into the LLM in the background, so that a question prefills
+            only its own tokens (lower time to first token; costs LLM time at every memory update).
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class StreamSession:
         batch_size: int = 8,
         max_pending: int = 8,
         autostart: bool = False,
+        prefill: bool = False,
     ) -> None:
         if speed < 0:
             raise SessionError(f"speed must be >= 0 (0: as fast as possible), got {speed}")
@@ -115,6 +119,7 @@ class StreamSession:
             time_offset=offset,
         )
         self.questions = QuestionHandler(model, self.frames, self.metrics)
+        self.warmer = PrefixWarmer(model, self.frames) if prefill else None
         self._closed = False
         self._lock = threading.Lock()
         if autostart:
@@ -125,6 +130,8 @@ class StreamSession:
         """Start playing the source into the memory (in the background)."""
         self._check_open()
         self.frames.start()
+        if self.warmer is not None:
+            self.warmer.start()
         return self
 
     def pause(self) -> None:
@@ -138,6 +145,8 @@ class StreamSession:
     def stop(self) -> None:
         """Stop the stream; the memory and its last snapshot stay available for questions."""
         self.frames.stop()
+        if self.warmer is not None:
+            self.warmer.stop()
 
     def close(self) -> None:
         """Stop and refuse further use."""
@@ -257,8 +266,18 @@ class StreamSession:
             "frames_in_memory": latest.snapshot.frames_seen if latest else 0,
             "latest_frame_time": latest.snapshot.latest_time if latest else None,
             "end_reason": self.frames.end_reason,
+            **self._prefix_status(),
             **self.metrics.summary(),
         }
+
+    def _prefix_status(self) -> dict[str, Any]:
+        cache = self.model.prefix_cache
+        if cache is None:
+            return {}
+        status = {"prefix_cache_hits": cache.hits, "prefix_cache_misses": cache.misses}
+        if self.warmer is not None:
+            status["snapshots_prefilled"] = self.warmer.prefilled
+        return status
 
     def save(self, path: str | os.PathLike) -> None:
         """Save the memory state; `StreamSession(..., resume_from=path)` continues from it."""
