@@ -39,7 +39,7 @@ def serve(seconds: float, fps: int, drop_after: float | None) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "video/mp2t")
             self.end_headers()
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError, av.FFmpegError):
                 stream_ts(self.wfile, limit, fps)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -167,10 +168,38 @@ def test_chat_in_a_terminal_shows_the_position_moving_while_the_user_types(env, 
         assert int(moved.group(1)) > first >= int(prompt.group(1))
         term.wait_for(rf"clip\.mp4 \| 00:{int(moved.group(1)):02d} playing")  # the status bar follows
         term.child.sendline("ppening?")
-        term.wait_for(r"\(about the stream up to 00:\d\d; first token \d+\.\d\d s\)")
+        term.wait_for(r"\(about the stream up to 00:\d\d; first token \d+\.\d\d s\)\n\[")  # and the next prompt
         term.child.sendcontrol("d")  # end of input: the chat stops cleanly
         term.wait_for(r"stopped at 00:\d\d: \d+ frames in memory, 0 dropped")
         term.child.expect(term.pexpect.EOF, timeout=30)
     finally:
         term.child.close(force=True)
     assert term.child.exitstatus == 0 and "Traceback" not in term.text()
+
+
+def test_chat_in_a_terminal_prints_stream_warnings_above_the_prompt_not_through_it(env):
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("live_server.py")), "--seconds", "30", "--drop-after", "3"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{server.stdout.readline().split()[1]}/live.ts"
+    term = Terminal(["chat", url, "--model", "tiny-random", "--max-new-tokens", "4"], env)
+    try:
+        term.wait_for(r"\[\d\d:\d\d > \| \d+ frames\] >")
+        term.child.send("Who is th")  # typing while the connection drops and comes back
+        term.wait_for("reconnecting")
+        term.wait_for(r"\[\d\d:\d\d > \| \d+ frames\] > Who is th")  # the prompt and the typing are redrawn intact
+        lines = term.text().splitlines()
+        (warning,) = [line for line in lines if "reconnecting" in line]
+        assert warning.startswith(tuple("0123456789")) and "] >" not in warning  # a whole log line, on its own
+        prompt_row = next(i for i, line in enumerate(lines) if "] > Who is th" in line)
+        assert prompt_row > lines.index(warning) and lines[prompt_row].startswith("[")
+        term.child.sendline("is?")
+        term.wait_for(r"\(about the stream up to \d\d:\d\d; first token [^\n]*\n\[")  # and the next prompt
+        term.child.sendcontrol("d")
+        term.child.expect(term.pexpect.EOF, timeout=30)
+    finally:
+        term.child.close(force=True)
+        server.terminate()
+        server.wait(10)

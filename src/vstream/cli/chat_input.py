@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 REFRESH_S = 0.5
@@ -31,13 +33,31 @@ class ChatInput:
     def read(self) -> str | None:
         """The next line typed, without its newline; None when input has ended."""
         if self._session is not None:
-            try:
-                return self._session.prompt(self.prompt, bottom_toolbar=self.status, refresh_interval=REFRESH_S)
-            except (EOFError, KeyboardInterrupt):
-                return None
+            from prompt_toolkit.patch_stdout import patch_stdout
+
+            # what the stream's threads print or log meanwhile goes above the prompt, not through it
+            with patch_stdout(raw=True), _logging_to(sys.stderr):
+                try:
+                    return self._session.prompt(self.prompt, bottom_toolbar=self.status, refresh_interval=REFRESH_S)
+                except (EOFError, KeyboardInterrupt):
+                    return None
         print(self.prompt(), end="", flush=True)
         line = self.stdin.readline()
         return line.rstrip("\n") if line else None
+
+
+@contextmanager
+def _logging_to(stream: TextIO) -> Iterator[None]:
+    """Point the root logger's console handlers at `stream` for a while (they keep the stream they were made with)."""
+    handlers = [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler]
+    previous = [h.stream for h in handlers]
+    for handler in handlers:
+        handler.setStream(stream)
+    try:
+        yield
+    finally:
+        for handler, old in zip(handlers, previous, strict=True):
+            handler.setStream(old)
 
 
 def _is_terminal(stream: TextIO) -> bool:
