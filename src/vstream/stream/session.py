@@ -195,6 +195,11 @@ class StreamSession:
         schedule = sorted(schedule, key=lambda item: item[0])
         if not schedule:
             return
+        for at, question in schedule:
+            if not at >= 0:  # also refuses NaN
+                raise SessionError(
+                    f"a question's time is seconds of stream >= 0 (0: the first frame); {question!r} has {at}"
+                )
         held = self.frames.speed <= 0 and not self.source.live
         if held:
             self.frames.hold_at(schedule[0][0])
