@@ -289,3 +289,33 @@ def test_a_judge_without_structured_outputs_is_asked_in_the_prompt_only(tmp_path
         process.wait(10)
     assert counts["judged"] == 6 and counts["failed"] == 0
     assert refused == 1  # found out once, then not asked again
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["judge", "{tmp}/missing.jsonl", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"],
+            "{tmp}/missing.jsonl: no such file",
+        ),
+        (["report", "{tmp}/garbage.jsonl"], "garbage.jsonl: not a JSONL file of records"),
+        (["report", "{tmp}/questions.jsonl"], "not a file of vstream predictions or verdicts"),
+        (["merge", "{tmp}/missing.jsonl", "--output", "{tmp}/merged.jsonl"], "{tmp}/missing.jsonl: no such file"),
+        (
+            [
+                *("predict", "--benchmark", "rvs_ego", "--annotations", "{tmp}/questions.jsonl"),
+                *("--videos", "{tmp}/nowhere", "--output", "{tmp}/p.jsonl", "--model", "tiny-random"),
+            ],
+            "--videos {tmp}/nowhere: no such folder",
+        ),
+    ],
+)
+def test_wrong_eval_inputs_are_one_line_errors(tmp_path, capsys, args, message):
+    from vstream.__main__ import main
+
+    (tmp_path / "garbage.jsonl").write_text("not json\nnor this\n")
+    (tmp_path / "questions.jsonl").write_text('{"id": "1", "video_id": "v", "question": "q?", "answer": "a"}\n')
+    assert main(["eval", *(a.format(tmp=tmp_path) for a in args)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vstream eval: error: ") and message.format(tmp=tmp_path) in err[0]
+    assert not (tmp_path / "merged.jsonl").exists() and not (tmp_path / "p.jsonl").exists()

@@ -111,7 +111,7 @@ def run_judge(predictions: str | os.PathLike, verdicts: str | os.PathLike, confi
     """Judge every `ok` prediction that has no `ok` verdict yet; returns counts."""
     from openai import OpenAI
 
-    records = list(latest_by_key(read_jsonl(predictions)).values())
+    records = list(latest_by_key(read_jsonl(predictions, must_exist=True)).values())
     done = latest_by_key(read_jsonl(verdicts))
     todo = [r for r in records if verdict_key(r["key"], config) not in done]
     client = OpenAI(

@@ -60,6 +60,9 @@ class PredictConfig:
     def __post_init__(self) -> None:
         if (self.videos is None) == (self.features is None):
             raise ConfigError("give either --videos or --features (not both, not neither)")
+        flag, folder = ("--videos", self.videos) if self.videos is not None else ("--features", self.features)
+        if not Path(folder).is_dir():
+            raise ConfigError(f"{flag} {folder}: no such folder")
         self.mode = self.mode or get_benchmark(self.benchmark).mode
         if self.mode not in ("online", "offline"):
             raise ConfigError(f"mode must be online or offline, got {self.mode!r}")

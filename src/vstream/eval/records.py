@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from vstream.errors import VStreamError
+
 log = logging.getLogger(__name__)
 
 
@@ -47,20 +49,37 @@ class JsonlWriter:
         self.close()
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The records of a JSONL file; a line cut short by a crash (only the last can be) is skipped with a warning."""
+def read_jsonl(path: str | os.PathLike, *, must_exist: bool = False) -> list[dict[str, Any]]:
+    """The records of a JSONL file; a line cut short by a crash (only the last can be) is skipped with a warning.
+
+    A missing file has no records, unless `must_exist` (an input the user named); a file with no JSON line in it
+    at all is an error, not an empty run.
+    """
     path = Path(path)
     if not path.is_file():
+        if must_exist:
+            raise VStreamError(f"{path}: no such file")
         return []
-    records = []
-    with open(path, encoding="utf-8") as f:
+    records, bad = [], []
+    with open(path, encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
-                log.warning("%s:%d: skipped a line that is not JSON (cut short by an interruption?)", path, number)
+                record = None
+            if isinstance(record, dict):
+                records.append(record)
+            else:
+                bad.append(number)
+    if bad and not records:
+        raise VStreamError(f"{path}: not a JSONL file of records (no line of it is a JSON object)")
+    if bad:
+        shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+        log.warning(
+            "%s: skipped %d lines that are not JSON objects (line %s; cut short by a crash?)", path, len(bad), shown
+        )
     return records
 
 
@@ -69,18 +88,26 @@ def latest_by_key(records: Iterable[dict[str, Any]], status: str | None = "ok") 
     latest: dict[str, dict[str, Any]] = {}
     for record in records:
         if status is None or record.get("status") == status:
-            latest[record["key"]] = record
+            latest[_key_of(record)] = record
     return latest
+
+
+def _key_of(record: dict[str, Any]) -> str:
+    if "key" not in record:
+        sample = json.dumps(record, default=str)[:80]
+        raise VStreamError(f"a record without a 'key' ({sample}...): not a file of vstream predictions or verdicts")
+    return record["key"]
 
 
 def merge_jsonl(inputs: Iterable[str | os.PathLike], output: str | os.PathLike) -> int:
     """Merge shard files into one, keeping one record per key (the last `ok`, else the last); returns the count."""
     merged: dict[str, dict[str, Any]] = {}
     for path in inputs:
-        for record in read_jsonl(path):
-            current = merged.get(record["key"])
+        for record in read_jsonl(path, must_exist=True):
+            key = _key_of(record)
+            current = merged.get(key)
             if current is None or record.get("status") == "ok" or current.get("status") != "ok":
-                merged[record["key"]] = record
+                merged[key] = record
     output = Path(output)
     tmp = output.with_name(output.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:

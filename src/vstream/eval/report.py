@@ -21,7 +21,7 @@ def build_report(predictions: list[str | os.PathLike], verdicts: list[str | os.P
     preds: dict[str, dict] = {}
     failed: dict[str, dict] = {}
     for path in predictions:
-        records = read_jsonl(path)
+        records = read_jsonl(path, must_exist=True)
         preds.update(latest_by_key(records))
         failed.update({k: r for k, r in latest_by_key(records, status=None).items() if r.get("status") != "ok"})
     failed = {k: r for k, r in failed.items() if k not in preds}
