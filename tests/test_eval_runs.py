@@ -319,3 +319,33 @@ def test_wrong_eval_inputs_are_one_line_errors(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("vstream eval: error: ") and message.format(tmp=tmp_path) in err[0]
     assert not (tmp_path / "merged.jsonl").exists() and not (tmp_path / "p.jsonl").exists()
+
+
+def test_online_runs_on_a_simulated_clock_or_in_real_time(tiny_model, tmp_path):
+    from vstream.eval.datasets import QAItem
+    from vstream.eval.predict import PredictConfig, run_predict
+    from vstream.model import GenerationOptions
+
+    (tmp_path / "videos").mkdir()
+    encode_video(tmp_path / "videos" / "clip.mp4", frames=12, fps=3)  # 4 s
+    items = [QAItem(f"q{i}", "clip", f"What at {t}?", "grey", 0.0, t) for i, t in enumerate((1.0, 3.0))]
+    took = {}
+    for realtime in (False, True):
+        config = PredictConfig(
+            benchmark="rvs_ego",
+            output=tmp_path / f"run-{realtime}.jsonl",
+            videos=tmp_path / "videos",
+            realtime=realtime,
+            options=GenerationOptions(max_new_tokens=2),
+        )
+        began = time.monotonic()
+        counts = run_predict(tiny_model, items, config, "tiny")
+        took[realtime] = time.monotonic() - began
+        assert counts["answered"] == 2
+        latest = [r["latest_frame_time"] for r in read_jsonl(config.output)]
+        if realtime:  # asked the moment the stream gets there, from what the memory holds then: the past only
+            assert all(t - 1.05 <= seen <= t for seen, t in zip(latest, (1.0, 3.0), strict=True)), latest
+        else:  # the simulated clock waits at each question until every frame up to it is in the memory
+            assert latest == [1.0, 3.0]
+    assert took[True] > 2.9  # the question at 3 s waited for the stream to get there
+    assert took[False] < took[True] - 1.5  # the simulated clock does not wait

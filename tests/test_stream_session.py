@@ -214,3 +214,13 @@ def test_prefill_keeps_the_newest_memory_in_the_llm_so_a_question_prefills_only_
     assert lengths == [len(ids.after)]  # the memory was already in the LLM: only the question was prefilled
     assert answer.prompt_tokens == len(ids.before) + final.num_tokens + len(ids.after)
     assert session.warmer._thread is not None and not session.warmer._thread.is_alive()
+
+
+def test_ask_at_while_playing_hands_out_each_answer_before_later_questions_come(tiny_model, clip):
+    session = StreamSession(tiny_model, clip, speed=1)
+    began, received = time.monotonic(), []
+    for timed in session.ask_at([(0.5, "Early?"), (4.0, "Later?")], options=SHORT):
+        received.append((timed.time, time.monotonic() - began))
+    session.close()
+    assert [t for t, _ in received] == [0.5, 4.0]
+    assert received[0][1] < 2.5 and received[1][1] > 3.9  # not held back until the last question was asked

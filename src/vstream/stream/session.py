@@ -234,14 +234,22 @@ class StreamSession:
             finally:
                 done[i].set()
 
+        handed = 0  # answers are handed out in time order, each as soon as it and those before it are done
+
+        def ready(upto: int, wait: bool) -> Iterator[TimedAnswer]:
+            nonlocal handed
+            while handed < upto and (wait or done[handed].is_set()):
+                done[handed].wait()
+                result, handed = results[handed], handed + 1
+                if isinstance(result, BaseException):
+                    raise result
+                yield result
+
         for i, (t, question) in enumerate(schedule):
-            self.frames.wait_position(t)
+            while not self.frames.wait_position(t, timeout=0.1):  # meanwhile, earlier answers go out
+                yield from ready(i, wait=False)
             threading.Thread(target=run, args=(i, t, question), daemon=True, name=f"vstream-question-{i}").start()
-        for i in range(len(schedule)):
-            done[i].wait()
-            if isinstance(results[i], BaseException):
-                raise results[i]
-            yield results[i]
+        yield from ready(len(schedule), wait=True)
 
     def _timed(self, t: float, question: str, options: GenerationOptions | None) -> TimedAnswer:
         answer = self.questions.ask(question, options=options)
