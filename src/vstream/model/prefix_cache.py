@@ -64,12 +64,12 @@ class PrefixCache:
         key, entry = tuple(ids), self._entry
         if entry is not None and entry.snapshot is snapshot and entry.ids == key:
             with self._guard:
-                self.hits += counted
+                self.hits += int(counted)
             return entry
         output = self.llm(inputs_embeds=embeds, use_cache=True, **forward_keywords(self.llm)[1])
         entry = _Entry(snapshot, key, output_cache(output), embeds.shape[1])
         with self._guard:
-            self._entry, self.misses = entry, self.misses + counted
+            self._entry, self.misses = entry, self.misses + int(counted)
         return entry
 
     def clear(self) -> None:
