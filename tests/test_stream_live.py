@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import time
@@ -102,3 +103,35 @@ def test_an_hls_playlist_over_http(tmp_path):
         server.wait(10)
     assert [round(f.time, 1) for f in frames] == [0.0, 1.0, 2.0, 3.0]
     assert [round(f.image.mean() / 8) for f in frames] == [0, 5, 10, 15]
+
+
+def test_a_live_hls_playlist_is_followed_as_it_grows(tmp_path):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    web = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    encoder = subprocess.Popen([sys.executable, str(SERVER), "--seconds", "8", "--fps", "5", "--hls", str(tmp_path)])
+    try:
+        playlist = tmp_path / "live.m3u8"
+        deadline = time.monotonic() + 20
+        while not (playlist.exists() and "#EXTINF" in playlist.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        source = LiveSource(f"http://127.0.0.1:{port}/live.m3u8", fps=None, connect_timeout=10, reconnect_for=0)
+        began, arrivals = time.monotonic(), []
+        for frame in source.frames():
+            arrivals.append((frame.time, time.monotonic() - began, round(frame.image.mean() / 8)))
+    finally:
+        encoder.wait(30)
+        web.terminate()
+        web.wait(10)
+    times, levels = [t for t, _, _ in arrivals], [level for _, _, level in arrivals]
+    assert len(arrivals) >= 20 and times[0] == 0.0 and times == sorted(times)
+    assert all((b - a) % 32 == 1 for a, b in itertools.pairwise(levels))  # in order, none lost (8·i wraps)
+    assert levels[-1] == 39 % 32  # the stream's last frame: the source ended with the playlist
+    assert arrivals[-1][1] - arrivals[0][1] > 3.0  # segments were fetched as they appeared, not all at once
