@@ -180,6 +180,8 @@ def test_a_new_snapshot_gets_a_new_prefix(tiny_model, snapshot):
     cache, short = tiny_model.prefix_cache, GenerationOptions(max_new_tokens=2)
     cache.clear()
     misses, hits = cache.misses, cache.hits
+    projections: list[int] = []  # the memory is projected only to compute a prefix, not for a question that hits
+    hook = tiny_model.llm.model.mm_projector.register_forward_hook(lambda *_: projections.append(1))
     tiny_model.answer(snapshot, "What?", options=short)
     tiny_model.answer(snapshot, "And?", options=short)
     assert (cache.misses - misses, cache.hits - hits) == (1, 1)
@@ -190,4 +192,6 @@ def test_a_new_snapshot_gets_a_new_prefix(tiny_model, snapshot):
     tiny_model.answer(newer, "Again?", options=short)
     assert (cache.misses - misses, cache.hits - hits) == (2, 2)
     tiny_model.answer(snapshot, "Back to the first?", options=short)  # one prefix is kept: the older one is gone
+    hook.remove()
     assert (cache.misses - misses, cache.hits - hits) == (3, 2)
+    assert len(projections) == 3

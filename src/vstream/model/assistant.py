@@ -202,32 +202,36 @@ class VStream:
         self, snapshot: MemorySnapshot, question: str, conversation: Conversation | None = None
     ) -> tuple[Tensor, PromptIds]:
         """The LLM's input embeddings `(1, L, H)`: the prompt's tokens with the projected memory at `<image>`."""
-        prefix, rest, ids = self._prompt_parts(snapshot, question, conversation)
-        return torch.cat([prefix, rest], dim=1), ids
+        ids, rest = self._question_part(snapshot, question, conversation)
+        return torch.cat([self._prefix_embeds(snapshot, ids.before), rest], dim=1), ids
 
-    def _prompt_parts(
+    def _question_part(
         self, snapshot: MemorySnapshot, question: str, conversation: Conversation | None
-    ) -> tuple[Tensor, Tensor, PromptIds]:
-        """Embeddings of the prompt up to the end of the memory `(1, Lp, H)` (the same for every question about
-        `snapshot`), of the rest `(1, Lq, H)`, and the token ids around the memory."""
+    ) -> tuple[PromptIds, Tensor]:
+        """The prompt's token ids around the memory, and the embeddings `(1, Lq, H)` of what follows it."""
         if snapshot.is_empty:
             raise GenerationError("the memory is empty: nothing has streamed yet, so there is nothing to answer from")
         conversation = conversation or Conversation(self.template)
         ids = tokenize_prompt(self.tokenizer, conversation.prompt(question))
-        embed = self.llm.get_input_embeddings()
+        with torch.no_grad(), self.lock:
+            after = self.llm.get_input_embeddings()(torch.tensor(ids.after, device=self.device))
+        return ids, after.unsqueeze(0)
+
+    def _prefix_embeds(self, snapshot: MemorySnapshot, before: list[int]) -> Tensor:
+        """Embeddings `(1, Lp, H)` of the prompt up to the end of the memory (the same for every question about
+        `snapshot`): the tokens `before` it, then the projected memory."""
         with torch.no_grad(), self.lock:
             memory = self.llm.project_memory(snapshot.tokens)
-            before = embed(torch.tensor(ids.before, device=self.device))
-            after = embed(torch.tensor(ids.after, device=self.device))
-        return torch.cat([before, memory.to(before.dtype)]).unsqueeze(0), after.unsqueeze(0), ids
+            start = self.llm.get_input_embeddings()(torch.tensor(before, device=self.device))
+        return torch.cat([start, memory.to(start.dtype)]).unsqueeze(0)
 
     def prefill(self, snapshot: MemorySnapshot) -> None:
         """Compute the LLM state of the prompt up to the end of `snapshot`'s memory now, so that the next question
         about it prefills only its own tokens (a no-op without the prefix cache or with an empty memory)."""
         if self.prefix_cache is None or snapshot.is_empty:
             return
-        prefix, _, ids = self._prompt_parts(snapshot, "?", None)  # the prefix does not depend on the question
-        self.prefix_cache.warm(snapshot, ids.before, prefix)
+        before = tokenize_prompt(self.tokenizer, Conversation(self.template).prompt("?")).before  # any question
+        self.prefix_cache.warm(snapshot, before, lambda: self._prefix_embeds(snapshot, before))
 
     def stream_answer(
         self,
@@ -243,7 +247,7 @@ class VStream:
         """
         options = options or GenerationOptions()
         began = time.perf_counter()
-        parts = self._prompt_parts(snapshot, question, conversation)  # errors surface here, not mid-stream
+        parts = self._question_part(snapshot, question, conversation)  # errors surface here, not mid-stream
         return AnswerStream(
             lambda stream: self._produce(stream, parts, snapshot, question, conversation, options, began)
         )
@@ -251,18 +255,21 @@ class VStream:
     def _produce(
         self,
         stream: AnswerStream,
-        parts: tuple[Tensor, Tensor, PromptIds],
+        parts: tuple[PromptIds, Tensor],
         snapshot: MemorySnapshot,
         question: str,
         conversation: Conversation | None,
         options: GenerationOptions,
         began: float,
     ) -> Iterator[str]:
-        prefix, rest, ids = parts
+        ids, rest = parts
         if self.prefix_cache is not None:  # the prefix's KV cache, shared by every question about this snapshot
-            past, _ = self.prefix_cache.get(snapshot, ids.before, prefix)
+            past, prefix_length = self.prefix_cache.get(
+                snapshot, ids.before, lambda: self._prefix_embeds(snapshot, ids.before)
+            )
         else:
-            past, rest = None, torch.cat([prefix, rest], dim=1)
+            prefix = self._prefix_embeds(snapshot, ids.before)
+            past, prefix_length, rest = None, prefix.shape[1], torch.cat([prefix, rest], dim=1)
         detok, eos = Detokenizer(self.tokenizer), self._eos_ids()
         first, count, stop = None, 0, "length"
         for token in generate_tokens(self.llm, rest, options, eos, self.lock, past=past):
@@ -285,7 +292,7 @@ class VStream:
         stream.answer = Answer(
             question=question,
             text=text,
-            prompt_tokens=prefix.shape[1] + parts[1].shape[1],
+            prompt_tokens=prefix_length + len(ids.after),
             memory_tokens=snapshot.num_tokens,
             new_tokens=count,
             ttft_s=(first or done) - began,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -42,14 +43,14 @@ class PrefixCache:
         self._guard = threading.Lock()
         self.hits = self.misses = 0
 
-    def get(self, snapshot: MemorySnapshot, ids: list[int], embeds: Tensor) -> tuple[Any, int]:
-        """A private copy of the cache of the prefix `embeds` `(1, L, H)` (tokens `ids`, then the memory of
-        `snapshot`), and L; computed now unless this snapshot's prefix is already held."""
+    def get(self, snapshot: MemorySnapshot, ids: list[int], embeds: Callable[[], Tensor]) -> tuple[Any, int]:
+        """A private copy of the cache of the prefix (tokens `ids`, then the memory of `snapshot`) and its length
+        L; unless this snapshot's prefix is held, computed now from `embeds()`, its embeddings `(1, L, H)`."""
         with self.lock:  # one computation of a prefix even when several questions arrive at once
             entry = self._ensure(snapshot, ids, embeds)
             return copy.deepcopy(entry.cache), entry.length
 
-    def warm(self, snapshot: MemorySnapshot, ids: list[int], embeds: Tensor) -> None:
+    def warm(self, snapshot: MemorySnapshot, ids: list[int], embeds: Callable[[], Tensor]) -> None:
         """Compute and hold the prefix of `snapshot` now, before anyone asks."""
         with self.lock:
             self._ensure(snapshot, ids, embeds, counted=False)
@@ -60,14 +61,17 @@ class PrefixCache:
         return entry is not None and entry.snapshot is snapshot
 
     @torch.inference_mode()
-    def _ensure(self, snapshot: MemorySnapshot, ids: list[int], embeds: Tensor, counted: bool = True) -> _Entry:
+    def _ensure(
+        self, snapshot: MemorySnapshot, ids: list[int], embeds: Callable[[], Tensor], counted: bool = True
+    ) -> _Entry:
         key, entry = tuple(ids), self._entry
         if entry is not None and entry.snapshot is snapshot and entry.ids == key:
             with self._guard:
                 self.hits += int(counted)
             return entry
-        output = self.llm(inputs_embeds=embeds, use_cache=True, **forward_keywords(self.llm)[1])
-        entry = _Entry(snapshot, key, output_cache(output), embeds.shape[1])
+        prefix = embeds()  # only on a miss: projecting the memory is not free
+        output = self.llm(inputs_embeds=prefix, use_cache=True, **forward_keywords(self.llm)[1])
+        entry = _Entry(snapshot, key, output_cache(output), prefix.shape[1])
         with self._guard:
             self._entry, self.misses = entry, self.misses + int(counted)
         return entry
