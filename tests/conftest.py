@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,6 +14,14 @@ import torch
 from vstream.memory import MemoryConfig, SemanticAttention
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub; a download attempt fails at once
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port on localhost that nothing uses now (TCP, or UDP with `socket.SOCK_DGRAM`)."""
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
 
 SMALL = dict(
     num_patches=64,

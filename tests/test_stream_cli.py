@@ -204,3 +204,22 @@ def test_chat_in_a_terminal_prints_stream_warnings_above_the_prompt_not_through_
         term.child.close(force=True)
         server.terminate()
         server.wait(10)
+
+
+def test_chat_in_a_terminal_ctrl_c_stops_an_answer_and_the_chat_goes_on(env, tmp_path):
+    clip = encode_video(tmp_path / "clip.mp4", frames=6, fps=2)  # 3 s, played at once: the memory is then fixed
+    args = ["chat", str(clip), "--model", "tiny-random", "--max-new-tokens", "20000", "--speed", "0"]
+    term = Terminal(args, env)
+    try:
+        term.wait_for(r"\[00:0\d end \| \d+ frames\] >")
+        term.child.sendline("Tell me everything.")  # 20,000 tokens: far longer than the test waits
+        term.wait_for(r"Tell me everything\.\n\S")  # the answer has begun to stream in
+        term.child.sendintr()
+        term.wait_for(r"\(answer stopped\)\n\[00:0\d end")  # back at the prompt, the session still up
+        term.child.sendline("/status")
+        term.wait_for(r'"state": "ended"')
+        term.child.sendcontrol("d")
+        term.child.expect(term.pexpect.EOF, timeout=30)
+    finally:
+        term.child.close(force=True)
+    assert term.child.exitstatus == 0

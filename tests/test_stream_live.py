@@ -14,6 +14,8 @@ from vstream.model import GenerationOptions
 from vstream.stream import StreamSession
 from vstream.stream.sources import LiveSource
 
+from conftest import free_port
+
 SERVER = Path(__file__).with_name("live_server.py")
 
 
@@ -33,6 +35,17 @@ def live_server():
     for process in processes:
         process.terminate()
         process.wait(10)
+
+
+@pytest.fixture
+def web_folder(tmp_path):
+    """A plain HTTP server process serving `tmp_path` (as a CDN serves HLS segments); yields its base URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    yield f"http://127.0.0.1:{port}"
+    server.terminate()
+    server.wait(10)
 
 
 def test_a_live_http_stream_arrives_at_its_real_pace(live_server):
@@ -70,9 +83,7 @@ def test_questions_about_a_live_stream(live_server, tiny_model):
     session.close()
 
 
-def test_an_hls_playlist_over_http(tmp_path):
-    import socket
-
+def test_an_hls_playlist_over_http(tmp_path, web_folder):
     import av
     import numpy as np
 
@@ -87,49 +98,25 @@ def test_an_hls_playlist_over_http(tmp_path):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        source = LiveSource(f"http://127.0.0.1:{port}/index.m3u8", fps=1, connect_timeout=10, reconnect_for=0)
-        frames = list(source.frames())
-    finally:
-        server.terminate()
-        server.wait(10)
+    source = LiveSource(f"{web_folder}/index.m3u8", fps=1, connect_timeout=10, reconnect_for=0)
+    frames = list(source.frames())
     assert [round(f.time, 1) for f in frames] == [0.0, 1.0, 2.0, 3.0]
     assert [round(f.image.mean() / 8) for f in frames] == [0, 5, 10, 15]
 
 
-def test_a_live_hls_playlist_is_followed_as_it_grows(tmp_path):
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    web = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def test_a_live_hls_playlist_is_followed_as_it_grows(tmp_path, web_folder):
     encoder = subprocess.Popen([sys.executable, str(SERVER), "--seconds", "8", "--fps", "5", "--hls", str(tmp_path)])
     try:
         playlist = tmp_path / "live.m3u8"
         deadline = time.monotonic() + 20
         while not (playlist.exists() and "#EXTINF" in playlist.read_text()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        source = LiveSource(f"http://127.0.0.1:{port}/live.m3u8", fps=None, connect_timeout=10, reconnect_for=0)
+        source = LiveSource(f"{web_folder}/live.m3u8", fps=None, connect_timeout=10, reconnect_for=0)
         began, arrivals = time.monotonic(), []
         for frame in source.frames():
             arrivals.append((frame.time, time.monotonic() - began, round(frame.image.mean() / 8)))
     finally:
         encoder.wait(30)
-        web.terminate()
-        web.wait(10)
     times, levels = [t for t, _, _ in arrivals], [level for _, _, level in arrivals]
     assert len(arrivals) >= 20 and times[0] == 0.0 and times == sorted(times)
     assert all((b - a) % 32 == 1 for a, b in itertools.pairwise(levels))  # in order, none lost (8·i wraps)

@@ -14,7 +14,7 @@ import pytest
 
 from vstream.stream.sources import LiveSource
 
-from conftest import encode_video
+from conftest import encode_video, free_port
 
 TESTS = Path(__file__).parent
 
@@ -79,7 +79,7 @@ def test_an_rtsp_stream_from_a_server_is_waited_for_then_played_at_its_pace(ffmp
 
 
 def test_an_rtmp_stream_from_a_server_is_played_at_its_pace(ffmpeg, clip):
-    port = _free_port()
+    port = free_port()
     url = f"rtmp://127.0.0.1:{port}/live/camera"
     server = _publish(ffmpeg, clip, "-f", "flv", "-listen", "1", url)  # FFmpeg as the RTMP server
     try:
@@ -91,7 +91,7 @@ def test_an_rtmp_stream_from_a_server_is_played_at_its_pace(ffmpeg, clip):
 
 
 def test_sampling_a_live_stream_at_a_lower_fps(ffmpeg, clip):
-    port = _free_port()
+    port = free_port()
     url = f"rtmp://127.0.0.1:{port}/live/camera"
     server = _publish(ffmpeg, clip, "-f", "flv", "-listen", "1", url)
     try:
@@ -100,12 +100,6 @@ def test_sampling_a_live_stream_at_a_lower_fps(ffmpeg, clip):
         server.terminate()
         server.wait(10)
     assert times == [float(t) for t in range(len(times))] and len(times) >= 6
-
-
-def _free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _push_udp(port: int, seconds: float, fps: int = 5) -> subprocess.Popen:
@@ -124,7 +118,7 @@ def _push_udp(port: int, seconds: float, fps: int = 5) -> subprocess.Popen:
 
 
 def test_a_udp_stream_pushed_by_another_process_arrives_at_its_pace_and_ends_when_it_stops():
-    port = _free_port(socket.SOCK_DGRAM)
+    port = free_port(socket.SOCK_DGRAM)
     sender = _push_udp(port, seconds=4)
     try:
         source = LiveSource(f"udp://127.0.0.1:{port}", fps=None, read_timeout=2.0, reconnect_for=0)
@@ -144,7 +138,7 @@ def test_a_udp_stream_pushed_by_another_process_arrives_at_its_pace_and_ends_whe
 
 
 def test_a_udp_stream_that_pauses_is_picked_up_again_and_time_goes_on():
-    port = _free_port(socket.SOCK_DGRAM)
+    port = free_port(socket.SOCK_DGRAM)
     senders = [_push_udp(port, seconds=2)]
 
     def encoder_comes_back() -> None:  # the same encoder restarts on the same port after 2 s of silence
