@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import psutil
 import torch
 
-from vstream.cli.model_args import DTYPES, TINY, tiny_model_folder
+from vstream.cli.model_args import DTYPES
 from vstream.model import GenerationOptions, VStream
 from vstream.stream import StreamSession
 from vstream.stream.sources import StreamFrame, VideoSource
@@ -43,7 +43,7 @@ class RandomFeatures(VideoSource):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=TINY, help=f"checkpoint folder or Hub id (default: {TINY})")
+    parser.add_argument("--model", default="tiny-random", help="checkpoint folder or Hub id (default: tiny-random)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=DTYPES, default="auto")
     parser.add_argument(
@@ -51,9 +51,7 @@ def main() -> None:
     )
     parser.add_argument("--max-new-tokens", type=int, default=16)
     args = parser.parse_args()
-    dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
-    name = tiny_model_folder() if args.model == TINY else args.model
-    model = VStream.from_pretrained(name, dtype=dtype, device=args.device)
+    model = VStream.from_pretrained(args.model, dtype=args.dtype, device=args.device)
     memory_config = model.memory_config()
     frames = int(max(args.minutes) * 60)
     source = RandomFeatures(memory_config.num_patches, memory_config.feature_dim, frames, args.device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -62,3 +63,12 @@ def test_make_tiny_model_then_inspect_it(tmp_path):
     missing = vstream("inspect", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "no such checkpoint folder" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_ask_writes_nothing_to_stderr_for_a_model_that_loads_in_a_blink(tmp_path):
+    env = {**os.environ, "VSTREAM_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}  # tiny model built anew
+    command = [sys.executable, "-m", "vstream", "ask", "--model", "tiny-random", "--max-new-tokens", "4"]
+    for _ in range(2):  # building the tiny model, then loading it
+        result = subprocess.run([*command, "--at", "2", "What?"], capture_output=True, text=True, timeout=300, env=env)
+        assert result.returncode == 0 and result.stdout.startswith("[00:02] What?")
+        assert result.stderr == ""  # no "Loading weights" or "Writing model shards" progress bars

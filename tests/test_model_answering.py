@@ -9,7 +9,8 @@ import torch
 from vstream.errors import FeatureFileError, GenerationError
 from vstream.features import load_features, save_features
 from vstream.model import Conversation, GenerationOptions, VStream
-from vstream.model.prompts import TEMPLATES, tokenize_prompt
+from vstream.model.processing_vstream import PromptIds
+from vstream.model.prompts import TEMPLATES
 
 from conftest import random_frames
 
@@ -18,6 +19,19 @@ SYSTEM = (
     "detailed, and polite answers to the user's questions."
 )
 FIXED = GenerationOptions(max_new_tokens=12, min_new_tokens=12)
+
+
+def prompt_inputs(model, snapshot, question, conversation=None):
+    """The embeddings and ids of a question's whole prompt, as the processor builds them."""
+    ids = model.processor.prompt_ids(question, conversation)
+    with torch.no_grad():
+        return model.processor.build(model.llm, snapshot, ids).inputs_embeds, ids
+
+
+def split_tokenize(tokenizer, prompt):
+    """Each side of `<image>` tokenized alone, the BOS kept only at the very start (as the released training)."""
+    before, after = prompt.split("<image>")
+    return PromptIds(tokenizer(before).input_ids, tokenizer(after).input_ids[1:])
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +48,12 @@ def test_the_prompt_is_exactly_vicuna_v1():
     assert conversation.prompt("What color?") == (
         f"{SYSTEM} USER: <image>\nWhat is he holding? ASSISTANT: A cup.</s>USER: What color? ASSISTANT:"
     )
-    assert Conversation(TEMPLATES["plain"]).prompt("ignored") == "<image>\n"
+    # stage 1 (plain): the answer follows the memory directly, as the released preprocess_plain trained it
+    assert Conversation(TEMPLATES["plain"]).prompt("ignored") == "<image>"
 
 
 def test_memory_tokens_go_exactly_where_the_placeholder_was(tiny_model, snapshot):
-    embeds, ids = tiny_model.prompt_inputs(snapshot, "What happens?")
+    embeds, ids = prompt_inputs(tiny_model, snapshot, "What happens?")
     prompt = f"{SYSTEM} USER: <image>\nWhat happens? ASSISTANT:"
     before, after = prompt.split("<image>")
     tokenizer = tiny_model.tokenizer
@@ -66,7 +81,7 @@ def test_answer_streams_pieces_before_it_is_complete_and_reports_timings(tiny_mo
     assert answer.text == tiny_model.answer(snapshot, "What happens?", options=FIXED).text  # greedy: deterministic
     assert answer.new_tokens == 12 and answer.stop_reason == "length"
     assert answer.memory_tokens == snapshot.num_tokens == 84
-    assert answer.prompt_tokens == tiny_model.prompt_inputs(snapshot, "What happens?")[0].shape[1]
+    assert answer.prompt_tokens == prompt_inputs(tiny_model, snapshot, "What happens?")[0].shape[1]
     assert 0 < answer.ttft_s <= answer.total_s and answer.tokens_per_s > 0
     assert answer.frames_seen == 12 and answer.latest_frame_time == 11.0
 
@@ -96,9 +111,9 @@ def test_a_conversation_keeps_its_history_in_the_template(tiny_model, snapshot):
     conversation = Conversation()
     first = tiny_model.answer(snapshot, "First?", conversation=conversation, options=FIXED)
     assert conversation.turns == [("First?", first.text)]
-    _, ids = tiny_model.prompt_inputs(snapshot, "Second?", conversation)
+    _, ids = prompt_inputs(tiny_model, snapshot, "Second?", conversation)
     expected = f"{SYSTEM} USER: <image>\nFirst? ASSISTANT: {first.text}</s>USER: Second? ASSISTANT:"
-    assert ids == tokenize_prompt(tiny_model.tokenizer, expected)
+    assert ids == split_tokenize(tiny_model.tokenizer, expected)
     second = tiny_model.answer(snapshot, "Second?", conversation=conversation, options=FIXED)
     assert len(conversation.turns) == 2 and second.prompt_tokens > first.prompt_tokens
 
@@ -157,13 +172,13 @@ def test_questions_about_one_snapshot_prefill_the_memory_once_and_answer_as_with
 
     hook = tiny_model.llm.register_forward_pre_hook(record, with_kwargs=True)
     try:
-        conversation, other = Conversation(tiny_model.template), Conversation(tiny_model.template)
+        conversation, other = tiny_model.processor.conversation(), tiny_model.processor.conversation()
         cached = [tiny_model.answer(snapshot, q, conversation=conversation, options=FIXED) for q in ("Who?", "Where?")]
         prefix_only = list(prompt_lengths)
         plain = [uncached.answer(snapshot, q, conversation=other, options=FIXED) for q in ("Who?", "Where?")]
     finally:
         hook.remove()
-    _, first_ids = tiny_model.prompt_inputs(snapshot, "Who?")
+    _, first_ids = prompt_inputs(tiny_model, snapshot, "Who?")
     memory_end = len(first_ids.before) + snapshot.num_tokens
     # the prefix (prompt start + memory) once, then only each question's own tokens (the follow-up carries the
     # first turn, so it is longer)
@@ -177,21 +192,26 @@ def test_questions_about_one_snapshot_prefill_the_memory_once_and_answer_as_with
 
 
 def test_a_new_snapshot_gets_a_new_prefix(tiny_model, snapshot):
-    cache, short = tiny_model.prefix_cache, GenerationOptions(max_new_tokens=2)
-    cache.clear()
-    misses, hits = cache.misses, cache.hits
+    engine, short = tiny_model.engine, GenerationOptions(max_new_tokens=2)
+    engine.clear_prefix_cache()
+    start = engine.cache_stats()
+
+    def counts() -> tuple[int, int]:  # (misses, hits) since the start of this test
+        now = engine.cache_stats()
+        return tuple(now[k] - start[k] for k in ("prefix_cache_misses", "prefix_cache_hits"))
+
     projections: list[int] = []  # the memory is projected only to compute a prefix, not for a question that hits
     hook = tiny_model.llm.model.mm_projector.register_forward_hook(lambda *_: projections.append(1))
     tiny_model.answer(snapshot, "What?", options=short)
     tiny_model.answer(snapshot, "And?", options=short)
-    assert (cache.misses - misses, cache.hits - hits) == (1, 1)
+    assert counts() == (1, 1)
     memory = tiny_model.new_memory()
     memory.update(tiny_model.encode_frames(random_frames(3)), [0.0, 1.0, 2.0])
     newer = memory.readout()
     tiny_model.answer(newer, "Now?", options=short)
     tiny_model.answer(newer, "Again?", options=short)
-    assert (cache.misses - misses, cache.hits - hits) == (2, 2)
+    assert counts() == (2, 2)
     tiny_model.answer(snapshot, "Back to the first?", options=short)  # one prefix is kept: the older one is gone
     hook.remove()
-    assert (cache.misses - misses, cache.hits - hits) == (3, 2)
+    assert counts() == (3, 2)
     assert len(projections) == 3

@@ -177,6 +177,28 @@ def test_hugging_face_style_dtype_and_placement_options(tiny_checkpoint):
         VStream.from_pretrained(tiny_checkpoint, device="cpu", device_map="auto")
 
 
+def test_one_rule_picks_the_device_and_dtype_for_the_commands_and_the_api(monkeypatch):
+    from vstream.model import resolve_device_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("LOCAL_RANK", "3")  # a torchrun worker without a GPU still runs on the CPU
+    assert resolve_device_dtype() == (torch.device("cpu"), torch.float32)
+    assert resolve_device_dtype(None, "auto") == (torch.device("cpu"), torch.float32)
+    assert resolve_device_dtype("cpu", "bfloat16") == (torch.device("cpu"), torch.bfloat16)
+    assert resolve_device_dtype(dtype=torch.float16, device_map="auto") == (None, torch.float16)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert resolve_device_dtype() == (torch.device("cuda:3"), torch.bfloat16)  # torchrun: this worker's GPU
+    monkeypatch.delenv("LOCAL_RANK")
+    assert resolve_device_dtype() == (torch.device("cuda"), torch.bfloat16)
+    assert resolve_device_dtype("cpu") == (torch.device("cpu"), torch.float32)
+    assert resolve_device_dtype(device_map="auto") == (None, torch.bfloat16)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)  # e.g. a V100 or a T4
+    assert resolve_device_dtype("cuda:1") == (torch.device("cuda:1"), torch.float16)
+    with pytest.raises(ConfigError, match="not both"):
+        resolve_device_dtype("cuda", device_map="auto")
+
+
 def test_quantization_needs_bitsandbytes(tiny_checkpoint):
     try:
         import bitsandbytes  # noqa: F401

@@ -75,7 +75,7 @@ def test_a_dropped_connection_reconnects_and_time_goes_on(live_server):
 def test_questions_about_a_live_stream(live_server, tiny_model):
     url = live_server("--seconds", "4", "--fps", "5")
     session = StreamSession(tiny_model, LiveSource(url, fps=2, reconnect_for=0)).start()
-    assert session.frames.wait_encoded(1.0, timeout=20)
+    assert session.frame_handler.wait_encoded(1.0, timeout=20)
     answer = session.ask("What is on screen?", options=GenerationOptions(max_new_tokens=4, min_new_tokens=4))
     assert answer.frames_seen >= 1 and answer.latest_frame_time <= session.position
     assert session.wait(20) and session.status()["end_reason"] == "end of stream"

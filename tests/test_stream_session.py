@@ -36,7 +36,7 @@ def test_ask_at_answers_at_each_time_from_the_frames_up_to_then(tiny_model, clip
     ]
     assert [a.answer.latest_frame_time for a in answers] == [2.0, 5.0, 7.0]
     assert [a.frames_seen for a in answers] == [3, 6, 8] and all(a.frames_dropped == 0 for a in answers)
-    assert session.frames.end_reason == "stopped" and not session.frames.running
+    assert session.frame_handler.end_reason == "stopped" and not session.frame_handler.running
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "example.mp4").is_file(), reason="../shared/data is not here")
@@ -45,13 +45,13 @@ def test_ask_at_on_the_real_clip_sees_only_the_past(tiny_model):
     for timed in session.ask_at([(4.5, "What?"), (30, "And?")], options=SHORT):
         assert timed.answer.latest_frame_time <= timed.time
         assert timed.answer.latest_frame_time > timed.time - 1.1  # at 1 fps, the newest frame is at most 1 s old
-        snapshot = session.frames.latest.snapshot
+        snapshot = session.frame_handler.latest.snapshot
         assert max(item.time_end for item in snapshot.items) <= timed.time
 
 
 def test_questions_asked_while_frames_stream_all_succeed(tiny_model, clip):
     session = StreamSession(tiny_model, clip, speed=4).start()
-    assert session.frames.wait_position(1.0, timeout=30)
+    assert session.frame_handler.wait_position(1.0, timeout=30)
     answers, errors = [], []
 
     def asker(n: int) -> None:
@@ -79,12 +79,12 @@ def test_a_slow_encoder_drops_frames_instead_of_blocking(tiny_model, clip):
 
     began = time.monotonic()
     session = StreamSession(tiny_model, clip, fps=5, speed=3, encoder=slow_encoder, batch_size=2, max_pending=2).start()
-    assert session.frames.wait_position(2.0, timeout=30)
+    assert session.frame_handler.wait_position(2.0, timeout=30)
     asked = time.monotonic()
     answer = session.ask("Still there?", options=SHORT)
     assert time.monotonic() - asked < 0.4  # a question never waits for the encoder
     assert answer.ttft_s < 0.4
-    assert session.frames.wait_position(11.8, timeout=30)
+    assert session.frame_handler.wait_position(11.8, timeout=30)
     read_all = time.monotonic() - began
     assert read_all < 12 / 3 + 2.0  # the source kept its pace: 12 s of video at 3x
     session.wait(30)
@@ -96,16 +96,16 @@ def test_a_slow_encoder_drops_frames_instead_of_blocking(tiny_model, clip):
 
 def test_pause_resume_and_stop(tiny_model, clip):
     session = StreamSession(tiny_model, clip, speed=2).start()
-    assert session.frames.wait_position(1.0, timeout=30)
+    assert session.frame_handler.wait_position(1.0, timeout=30)
     session.pause()
     time.sleep(0.3)
     held = session.position
     time.sleep(1.0)
     assert session.position == held and session.status()["state"] == "paused"
     session.resume()
-    assert session.frames.wait_position(held + 1.0, timeout=10)
+    assert session.frame_handler.wait_position(held + 1.0, timeout=10)
     session.stop()
-    assert not session.frames.running and session.status()["end_reason"] == "stopped"
+    assert not session.frame_handler.running and session.status()["end_reason"] == "stopped"
     assert session.ask("After the stop?", options=SHORT).frames_seen > 0  # the memory is still there
     session.close()
     with pytest.raises(SessionError, match="closed"):
@@ -184,7 +184,7 @@ def test_metrics_per_frame_and_per_question(tiny_model, clip):
 
 def test_ask_at_refuses_a_stream_already_past_its_first_question(tiny_model, clip):
     session = StreamSession(tiny_model, clip, speed=0).start()
-    assert session.frames.wait_position(3.0, timeout=30)
+    assert session.frame_handler.wait_position(3.0, timeout=30)
     with pytest.raises(SessionError, match="past the first question"):
         list(session.ask_at([(1.0, "Too late?")], options=SHORT))
     session.close()
@@ -193,11 +193,11 @@ def test_ask_at_refuses_a_stream_already_past_its_first_question(tiny_model, cli
 def test_prefill_keeps_the_newest_memory_in_the_llm_so_a_question_prefills_only_itself(tiny_model, clip):
     session = StreamSession(tiny_model, clip, speed=4, prefill=True).start()
     assert session.wait(60)
-    final = session.frames.latest.snapshot
+    final = session.frame_handler.latest.snapshot
     deadline = time.monotonic() + 20
-    while not tiny_model.prefix_cache.holds(final) and time.monotonic() < deadline:
+    while not tiny_model.engine.holds_prefix(final) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert tiny_model.prefix_cache.holds(final) and 1 <= session.warmer.prefilled <= 12
+    assert tiny_model.engine.holds_prefix(final) and 1 <= session.warmer.prefilled <= 12
     lengths: list[int] = []
     hook = tiny_model.llm.register_forward_pre_hook(
         lambda module, args, kwargs: (
@@ -210,7 +210,7 @@ def test_prefill_keeps_the_newest_memory_in_the_llm_so_a_question_prefills_only_
     finally:
         hook.remove()
         session.close()
-    _, ids = tiny_model.prompt_inputs(final, "What is there?")
+    ids = tiny_model.processor.prompt_ids("What is there?")
     assert lengths == [len(ids.after)]  # the memory was already in the LLM: only the question was prefilled
     assert answer.prompt_tokens == len(ids.before) + final.num_tokens + len(ids.after)
     assert session.warmer._thread is not None and not session.warmer._thread.is_alive()

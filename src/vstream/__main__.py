@@ -3,64 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 
 from vstream import __version__
-from vstream.cli.memory_args import add_memory_arguments, memory_config_from_args
 from vstream.errors import VStreamError
-
-
-def cmd_memory(args: argparse.Namespace) -> int:
-    """Print the memory configuration and its token layout (tokens per memory, total)."""
-    config = memory_config_from_args(args)
-    layout = {"config": config.to_dict(), "token_layout": config.token_layout(), "num_tokens": config.num_tokens}
-    if args.json:
-        print(json.dumps(layout))
-    else:
-        for name, tokens in layout["token_layout"].items():
-            print(f"{name:>10}  {tokens:5d} tokens")
-        print(f"{'total':>10}  {config.num_tokens:5d} tokens")
-    return 0
-
-
-def _memory_parser(parser: argparse.ArgumentParser) -> None:
-    add_memory_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-
-
-def cmd_inspect(args: argparse.Namespace) -> int:
-    """Print what a checkpoint is: architecture, parameters per part, dtype, memory sizes and token count."""
-    from vstream.model.summary import describe_checkpoint, format_description
-
-    info = describe_checkpoint(args.model, vision_tower=args.vision_tower)
-    print(json.dumps(info) if args.json else format_description(info))
-    return 0
-
-
-def _inspect_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="checkpoint folder or Hugging Face Hub id (e.g. IVGSZ/Flash-VStream-7b)")
-    parser.add_argument("--vision-tower", help="CLIP vision tower to use instead of the config's mm_vision_tower")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-
-
-def cmd_make_tiny_model(args: argparse.Namespace) -> int:
-    """Write a tiny random checkpoint in the released layout (for tests and CPU trials; its answers are nonsense)."""
-    from vstream.model.tiny import make_tiny_model
-
-    folder = make_tiny_model(args.folder, seed=args.seed, weights=args.weights, shard_size=args.shard_size)
-    print(folder)
-    return 0
-
-
-def _tiny_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("folder", help="where to write the checkpoint")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
-    parser.add_argument("--weights", choices=["safetensors", "bin"], default="safetensors")
-    parser.add_argument("--shard-size", default=None, help="shard the weights, e.g. 100KB")
 
 
 def _lazy(module: str, name: str) -> Callable:
@@ -76,6 +25,7 @@ def _lazy(module: str, name: str) -> Callable:
 
 EVAL = "vstream.cli.eval_commands"
 STREAM = "vstream.cli.stream_commands"
+MODEL = "vstream.cli.model_commands"
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None], str]] = {
     "ask": (
@@ -103,9 +53,21 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argpars
         _lazy(EVAL, "add_extract_arguments"),
         "encode videos or image folders into feature files (1 fps, batched, sharded, resumable)",
     ),
-    "memory": (cmd_memory, _memory_parser, "show a memory configuration and how many tokens each memory gives"),
-    "inspect": (cmd_inspect, _inspect_parser, "show what a checkpoint is (architecture, parameters, memory, tokens)"),
-    "make-tiny-model": (cmd_make_tiny_model, _tiny_parser, "write a tiny random checkpoint (answers are nonsense)"),
+    "memory": (
+        _lazy(MODEL, "cmd_memory"),
+        _lazy(MODEL, "add_memory_command_arguments"),
+        "show a memory configuration and how many tokens each memory gives",
+    ),
+    "inspect": (
+        _lazy(MODEL, "cmd_inspect"),
+        _lazy(MODEL, "add_inspect_arguments"),
+        "show what a checkpoint is (architecture, parameters, memory, tokens)",
+    ),
+    "make-tiny-model": (
+        _lazy(MODEL, "cmd_make_tiny_model"),
+        _lazy(MODEL, "add_tiny_arguments"),
+        "write a tiny random checkpoint (answers are nonsense)",
+    ),
 }
 
 

@@ -37,3 +37,7 @@ class SourceError(VStreamError):
 
 class SessionError(VStreamError):
     """A stream session was asked for something its state does not allow (e.g. asking after it was closed)."""
+
+
+class AnnotationError(VStreamError):
+    """A benchmark's annotation file cannot be read, or has bad records (all of them listed)."""

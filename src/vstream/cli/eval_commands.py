@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+from dataclasses import replace
 from pathlib import Path
 
 from vstream.cli.model_args import (
+    add_device_arguments,
     add_model_arguments,
     generation_options_from_args,
     load_model_from_args,
-    memory_overrides_from_args,
+    model_memory_config,
 )
 
 
@@ -64,11 +65,6 @@ def _predict(args: argparse.Namespace) -> int:
     from vstream.eval.predict import PredictConfig, model_fingerprint, run_predict
 
     num_chunks, chunk_idx = _shard(args)
-    if args.device is None and "LOCAL_RANK" in os.environ:
-        import torch
-
-        if torch.cuda.is_available():
-            args.device = f"cuda:{os.environ['LOCAL_RANK']}"
     config = PredictConfig(
         benchmark=args.benchmark,
         output=args.output,
@@ -81,10 +77,10 @@ def _predict(args: argparse.Namespace) -> int:
         chunk_idx=chunk_idx,
         limit=args.limit,
         options=generation_options_from_args(args),
-        memory_overrides=memory_overrides_from_args(args),
-    )
+    )  # its checks come before any work; the memory config needs the model
     annotations = load_annotations(args.annotations)
     model = load_model_from_args(args)
+    config = replace(config, memory=model_memory_config(args, model))
     counts = run_predict(model, annotations.items, config, model_fingerprint(args.model, model))
     print(json.dumps(counts))
     return 0
@@ -170,8 +166,7 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
         help="checkpoint whose vision tower to use ('tiny-random' for tests); its LLM is not loaded",
     )
     parser.add_argument("--vision-tower", default=None, help="a CLIP tower to use instead of the checkpoint's")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto")
+    add_device_arguments(parser)
     parser.add_argument("--fps", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-chunks", type=int, default=None, help="shards (default: $WORLD_SIZE or 1)")
@@ -179,19 +174,11 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    import torch
-
-    from vstream.cli.model_args import TINY, tiny_model_folder
     from vstream.eval.extract import extract_features
     from vstream.model.loading import load_vision_tower
 
     num_chunks, chunk_idx = _shard(args)
-    device = args.device or (f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu")
-    dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
-    if dtype is None:
-        dtype = torch.float16 if device.startswith("cuda") else torch.float32
-    name = tiny_model_folder() if args.model == TINY else args.model
-    vision = load_vision_tower(name, vision_tower=args.vision_tower, dtype=dtype, device=device)
+    vision = load_vision_tower(args.model, vision_tower=args.vision_tower, dtype=args.dtype, device=args.device)
     counts = extract_features(
         args.inputs,
         args.output_dir,

@@ -10,7 +10,7 @@ from vstream.cli.model_args import (
     add_model_arguments,
     generation_options_from_args,
     load_model_from_args,
-    memory_overrides_from_args,
+    model_memory_config,
 )
 from vstream.errors import ConfigError, VStreamError
 
@@ -84,11 +84,10 @@ def add_chat_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_chat(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
     """Play the stream in the background and answer questions typed at any time."""
     from vstream.cli.chat_input import ChatInput
-    from vstream.model.prompts import Conversation
 
     session = _session(args)
     options = generation_options_from_args(args)
-    conversation = Conversation(session.model.template)
+    conversation = session.model.processor.conversation()
     typed = ChatInput(lambda: f"[{_position(session)}] > ", lambda: _status_line(session), stdin)
     print(
         f"playing {session.source.name} at {'full speed' if args.speed == 0 else f'{args.speed:g}x'}; "
@@ -153,11 +152,14 @@ def _chat_command(session, text: str) -> None:
 def _session(args: argparse.Namespace):
     from vstream.stream import StreamSession
 
-    overrides = memory_overrides_from_args(args)
     model = load_model_from_args(args)
-    prefill = getattr(args, "prefill", False)
     return StreamSession(
-        model, args.source, fps=args.fps, speed=args.speed, memory_overrides=overrides, prefill=prefill
+        model,
+        args.source,
+        fps=args.fps,
+        speed=args.speed,
+        memory_config=model_memory_config(args, model),
+        prefill=getattr(args, "prefill", False),
     )
 
 

@@ -21,11 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vstream.errors import VStreamError
-
-
-class AnnotationError(VStreamError):
-    """An annotation file cannot be read, or has bad records (all of them listed)."""
+from vstream.errors import AnnotationError
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from vstream.errors import VStreamError
 from vstream.features import save_features
-from vstream.stream.sources import open_source
+from vstream.stream.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, open_source
 
 log = logging.getLogger(__name__)
 Encoder = Callable[[Sequence[np.ndarray]], Tensor]
@@ -23,9 +23,6 @@ Encoder = Callable[[Sequence[np.ndarray]], Tensor]
 
 def list_inputs(inputs: Sequence[Path]) -> list[Path]:
     """The videos and image folders named, or found one level inside the folders named."""
-    from vstream.eval.predict import VIDEO_SUFFIXES
-    from vstream.stream.sources import IMAGE_SUFFIXES
-
     found = []
     for path in inputs:
         if path.is_file():

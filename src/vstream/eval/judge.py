@@ -14,7 +14,6 @@ import logging
 import os
 import random
 import re
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -128,7 +127,6 @@ def run_judge(predictions: str | os.PathLike, verdicts: str | os.PathLike, confi
         "unparsed_replies": 0,
         "server_errors": 0,
     }
-    lock = threading.Lock()
     schema = _SchemaSupport(config.json_schema)
     with (
         JsonlWriter(verdicts) as writer,
@@ -137,11 +135,10 @@ def run_judge(predictions: str | os.PathLike, verdicts: str | os.PathLike, confi
     ):
         futures = [pool.submit(_judge_one, client, record, config, writer, schema) for record in todo]
         for future in as_completed(futures):
-            outcome = future.result()
-            with lock:
-                counts["judged" if outcome["status"] == "ok" else "failed"] += 1
-                counts["unparsed_replies"] += outcome["unparsed"]
-                counts["server_errors"] += outcome["server_errors"]
+            outcome = future.result()  # counted here, in this thread only
+            counts["judged" if outcome["status"] == "ok" else "failed"] += 1
+            counts["unparsed_replies"] += outcome["unparsed"]
+            counts["server_errors"] += outcome["server_errors"]
             bar.update(1)
     return counts
 

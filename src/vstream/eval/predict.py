@@ -13,7 +13,7 @@ import logging
 import os
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,11 @@ from vstream.eval.datasets import QAItem
 from vstream.eval.extract import encode_clip
 from vstream.eval.records import JsonlWriter, latest_by_key, read_jsonl, record_key
 from vstream.features import load_features
+from vstream.memory import MemoryConfig
 from vstream.model import GenerationOptions, VStream
-from vstream.stream.sources import FeatureFileSource
+from vstream.stream.sources import VIDEO_SUFFIXES, FeatureFileSource
 
 log = logging.getLogger(__name__)
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".ts", ".flv", ".m4v")
 
 
 @dataclass
@@ -42,6 +42,7 @@ class PredictConfig:
         mode: `online` or `offline`; default the benchmark's.
         realtime: online only: play the video in real time instead of a simulated clock.
         num_chunks, chunk_idx: this run takes every num_chunks-th video, starting at chunk_idx.
+        memory: the memory's sizes; default the model's.
     """
 
     benchmark: str
@@ -55,7 +56,7 @@ class PredictConfig:
     chunk_idx: int = 0
     limit: int | None = None
     options: GenerationOptions = field(default_factory=GenerationOptions)
-    memory_overrides: dict[str, Any] = field(default_factory=dict)
+    memory: MemoryConfig | None = None
 
     def __post_init__(self) -> None:
         if (self.videos is None) == (self.features is None):
@@ -84,13 +85,15 @@ def run_predict(model: VStream, items: list[QAItem], config: PredictConfig, mode
         by_video[item.video_id].append(item)
     videos = sorted(by_video)[config.chunk_idx :: config.num_chunks]
     output = chunk_path(config.output, config.num_chunks, config.chunk_idx)
+    if config.memory is None:
+        config = replace(config, memory=model.memory_config())
     settings = {
         "model": model_id,
         "mode": config.mode,
         "fps": config.fps,
         "realtime": config.realtime,
         "options": asdict(config.options),
-        "memory": model.memory_config(**config.memory_overrides).to_dict(),
+        "memory": config.memory.to_dict(),
     }
     done = latest_by_key(read_jsonl(output))
     todo = [(video, [q for q in by_video[video] if _key(config, q, settings) not in done]) for video in videos]
@@ -154,7 +157,7 @@ def _offline(model: VStream, source: Path, questions: list[QAItem], config: Pred
         times = [i / config.fps for i in range(len(features))]
     else:
         features, times = encode_clip(source, model.encode_frames, config.fps)
-    snapshot = model.clip_snapshot(features.to(model.device), times, **config.memory_overrides)
+    snapshot = model.clip_snapshot(features.to(model.device), times, config.memory)
     for item in questions:
         answer = model.answer(snapshot, item.question, options=config.options)
         yield _record(item, answer=answer)
@@ -169,7 +172,7 @@ def _online(model: VStream, source: Path, questions: list[QAItem], config: Predi
         stream_source,
         fps=config.fps,
         speed=1.0 if config.realtime else 0.0,
-        memory_overrides=config.memory_overrides,
+        memory_config=config.memory,
     )
     schedule = [(item.end_time if item.end_time is not None else float("inf"), item.question) for item in questions]
     order = sorted(range(len(questions)), key=lambda i: schedule[i][0])

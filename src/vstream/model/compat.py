@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 import transformers
 from torch import nn
+from transformers.utils import logging as hf_logging
 
 _VERSION = tuple(int(x) for x in transformers.__version__.split(".")[:2])
 
@@ -43,3 +46,14 @@ def clip_image_processor_class() -> type:
         from transformers import CLIPImageProcessor
 
         return CLIPImageProcessor
+
+
+@contextmanager
+def progress_bars(enabled: bool) -> Iterator[None]:
+    """Show or hide transformers' progress bars ("Loading weights", "Writing model shards") for a while."""
+    before = hf_logging.is_progress_bar_enabled()
+    (hf_logging.enable_progress_bar if enabled else hf_logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        (hf_logging.enable_progress_bar if before else hf_logging.disable_progress_bar)()

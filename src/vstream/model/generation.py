@@ -1,8 +1,7 @@
-"""Token generation from prompt embeddings: the narrow interface between questions and the LLM.
+"""The decode loop of the in-process engine: token ids from prompt embeddings, one at a time, and their text.
 
 `generate_tokens` takes input embeddings and yields token ids one at a time (greedy or sampled, KV cache,
-stops at EOS), so that a caller sees the first token as soon as it exists. Another engine (e.g. a vLLM
-server started with `--enable-prompt-embeds`) can stand behind the same interface.
+stops at EOS), so that a caller sees the first token as soon as it exists; `Detokenizer` turns them into text.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -21,9 +22,11 @@ from safetensors import safe_open
 from transformers import AutoTokenizer
 
 from vstream.errors import CheckpointError, ConfigError
-from vstream.model.compat import dtype_kwargs
+from vstream.model.compat import dtype_kwargs, progress_bars
 from vstream.model.configuration_vstream import VStreamConfig
 from vstream.model.modeling_vstream import VStreamLlamaForCausalLM
+from vstream.model.tiny import TINY_RANDOM, tiny_random_folder
+from vstream.model.vision import VisionTower, resolve_vision_tower
 
 WEIGHT_FILES = (
     "model.safetensors.index.json",
@@ -35,6 +38,8 @@ IGNORED_KEYS = re.compile(r".*rotary_emb\.inv_freq$")
 """Buffers that old LLaMA checkpoints saved and current ones recompute: accepted and reported, not loaded."""
 QUANTIZATIONS = ("8bit", "4bit")
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
+PROGRESS_MIN_BYTES = 1 << 30
+"""Checkpoints whose weights are smaller than this load without progress bars (they load in a blink)."""
 SAFETENSORS_DTYPES = {
     "F64": "float64",
     "F32": "float32",
@@ -49,7 +54,10 @@ SAFETENSORS_DTYPES = {
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
-    """A local folder as is; anything else is taken for a Hugging Face Hub id and downloaded (or found in the cache)."""
+    """A local folder as is; `tiny-random`, the tiny random model (built once); anything else is taken for a Hugging
+    Face Hub id and downloaded (or found in the cache)."""
+    if str(name_or_path) == TINY_RANDOM:
+        return tiny_random_folder()
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
@@ -170,6 +178,90 @@ def weight_files(folder: Path) -> list[Path]:
     raise CheckpointError(f"{folder}: no weights ({' or '.join(WEIGHT_FILES)})")
 
 
+def weights_bytes(folder: Path) -> int:
+    """Bytes of a checkpoint's weight files (0 when it has none)."""
+    try:
+        return sum(file.stat().st_size for file in weight_files(folder))
+    except CheckpointError:
+        return 0
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """The parts of a loaded checkpoint: the LLM, its tokenizer, the vision tower (None when not loaded) and where
+    the tower came from."""
+
+    llm: VStreamLlamaForCausalLM
+    tokenizer: Any
+    vision: VisionTower | None
+    vision_source: str | None
+
+
+def load_pretrained(
+    name_or_path: str | os.PathLike,
+    *,
+    dtype: torch.dtype | str | None = None,
+    device: torch.device | str | None = None,
+    device_map: str | dict[str, Any] | None = None,
+    vision_tower: str | os.PathLike | None = None,
+    load_vision: bool = True,
+    quantization: str | None = None,
+    torch_dtype: torch.dtype | str | None = None,
+) -> LoadedCheckpoint:
+    """Find, check and load a checkpoint: a folder, a Hub id (e.g. `IVGSZ/Flash-VStream-7b`) or `tiny-random`.
+
+    Args:
+        dtype: a `torch.dtype` or its name (`torch_dtype`: the same, under its older Hugging Face name).
+        device: `cpu`, `cuda`, `cuda:1`, ...; or `device_map` instead: Hugging Face placement of the LLM's layers
+            (`"auto"` spreads a model that does not fit one GPU over several, or onto the CPU). Defaults for both:
+            `resolve_device_dtype`.
+        vision_tower: a CLIP tower to load instead of the config's `mm_vision_tower`.
+        load_vision: False to answer from precomputed features only.
+        quantization: `8bit` or `4bit` (bitsandbytes, CUDA).
+
+    Progress bars show only for checkpoints large enough to take a while.
+    """
+    device, dtype = resolve_device_dtype(device, resolve_dtype(dtype, torch_dtype), device_map=device_map)
+    folder = resolve_checkpoint(name_or_path)
+    config = load_config(folder)
+    llm = load_llm(folder, config, dtype=dtype, device=device, device_map=device_map, quantization=quantization)
+    vision, source = None, None
+    if load_vision:
+        source = resolve_vision_tower(config.mm_vision_tower, folder, vision_tower)
+        vision = VisionTower.load(
+            source,
+            select_layer=config.mm_vision_select_layer,
+            select_feature=config.mm_vision_select_feature,
+            dtype=dtype,
+            device=device if device is not None else llm.get_input_embeddings().weight.device,
+            progress=weights_bytes(folder) >= PROGRESS_MIN_BYTES,
+        )
+    return LoadedCheckpoint(llm, load_tokenizer(folder), vision, source)
+
+
+def save_checkpoint(
+    folder: str | os.PathLike, llm: VStreamLlamaForCausalLM, tokenizer: Any, vision_source: str | None
+) -> Path:
+    """Write a checkpoint in the released layout; a local vision tower is copied beside it as `vision_tower/`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = llm.config
+    original = config.mm_vision_tower
+    source = Path(vision_source) if vision_source else None
+    if source is not None and source.is_dir():
+        if source.resolve() != (folder / "vision_tower").resolve():
+            shutil.copytree(source, folder / "vision_tower", dirs_exist_ok=True)
+        config.mm_vision_tower = "vision_tower"
+    try:
+        size = sum(p.numel() * p.element_size() for p in llm.parameters())
+        with progress_bars(size >= PROGRESS_MIN_BYTES):
+            llm.save_pretrained(folder)
+    finally:
+        config.mm_vision_tower = original
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def load_llm(
     folder: Path,
     config: VStreamConfig,
@@ -186,10 +278,13 @@ def load_llm(
         kwargs["quantization_config"] = quantization_config(quantization, dtype)
     if device_map is not None:
         kwargs["device_map"] = device_map
-    elif device is not None or quantization is not None:
+    elif quantization is not None or (device is not None and torch.device(device).type != "cpu"):
         kwargs["device_map"] = {"": str(device or "cuda")}
     try:
-        llm, info = VStreamLlamaForCausalLM.from_pretrained(folder, config=config, output_loading_info=True, **kwargs)
+        with progress_bars(weights_bytes(folder) >= PROGRESS_MIN_BYTES):
+            llm, info = VStreamLlamaForCausalLM.from_pretrained(
+                folder, config=config, output_loading_info=True, **kwargs
+            )
     except (OSError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{folder}: cannot load the weights ({exc})") from exc
     missing = [k for k in info.get("missing_keys", []) if not (config.tie_word_embeddings and k == "lm_head.weight")]
@@ -215,6 +310,30 @@ def resolve_dtype(dtype: torch.dtype | str | None, torch_dtype: torch.dtype | st
     if name not in DTYPE_NAMES:
         raise ConfigError(f"unknown dtype {value!r}; use one of {', '.join(DTYPE_NAMES)} or 'auto'")
     return getattr(torch, name)
+
+
+def resolve_device_dtype(
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str | None = None,
+    *,
+    device_map: str | dict[str, Any] | None = None,
+) -> tuple[torch.device | None, torch.dtype]:
+    """Where and in which precision to run, by one rule for every command and the Python API.
+
+    device: as given; else `cuda:$LOCAL_RANK` under torchrun/accelerate, `cuda` when there is a GPU, else `cpu`;
+    None when `device_map` places the model instead. dtype: as given (a dtype or its name; `"auto"` or None: the
+    default), else float32 on the CPU and, on a GPU, bfloat16 where it is supported, else float16.
+    """
+    if device is not None and device_map is not None:
+        raise ConfigError("give device (the whole model on one device) or device_map, not both")
+    resolved = resolve_dtype(dtype)
+    if device_map is None and device is None:
+        local_rank = os.environ.get("LOCAL_RANK")
+        device = (f"cuda:{local_rank}" if local_rank else "cuda") if torch.cuda.is_available() else "cpu"
+    where = torch.device(device) if device is not None else None
+    if resolved is None and (where.type == "cuda" if where is not None else torch.cuda.is_available()):
+        resolved = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return where, resolved or torch.float32
 
 
 def quantization_config(kind: str, dtype: torch.dtype | None):
@@ -245,13 +364,12 @@ def load_vision_tower(
     name_or_path: str | os.PathLike,
     *,
     vision_tower: str | os.PathLike | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     device: torch.device | str | None = None,
-):
+) -> VisionTower:
     """Only the vision tower of a checkpoint (for feature extraction: no LLM is loaded), with its select layer
-    and feature; `vision_tower` points elsewhere."""
-    from vstream.model.vision import VisionTower, resolve_vision_tower
-
+    and feature; `vision_tower` points elsewhere. Device and dtype defaults follow `resolve_device_dtype`."""
+    device, dtype = resolve_device_dtype(device, dtype)
     folder = resolve_checkpoint(name_or_path)
     config = load_config(folder)
     source = resolve_vision_tower(config.mm_vision_tower, folder, vision_tower)
@@ -261,4 +379,5 @@ def load_vision_tower(
         select_feature=config.mm_vision_select_feature,
         dtype=dtype,
         device=device,
+        progress=weights_bytes(folder) >= PROGRESS_MIN_BYTES,
     )

@@ -1,7 +1,7 @@
 """The Flash-VStream LLM: LLaMA plus the projector and the abstract-memory attention, named as in the checkpoint.
 
 Weights only, no per-stream state: the memory lives in `vstream.memory`, the vision tower is loaded
-separately (`vision.py`), and answering builds `inputs_embeds` outside `forward` (`assistant.py`).
+separately (`vision.py`), and the processor builds `inputs_embeds` outside `forward` (`processing_vstream.py`).
 Checkpoint keys: LLaMA's (`model.embed_tokens`, `model.layers.N.*`, `model.norm`, `lm_head`),
 `model.mm_projector.*` and `model.attention_model.{q,k,v,out}_proj|out_ln.*`.
 """

@@ -1,4 +1,4 @@
-"""Prompt templates as data (STAR.md §4), rendering of a conversation, and tokenization around `<image>`."""
+"""Prompt templates as data (STAR.md §4) and the rendering of a conversation, with the spans the model learns."""
 
 from __future__ import annotations
 
@@ -12,12 +12,21 @@ IMAGE_PLACEHOLDER = "<image>"
 
 
 @dataclass(frozen=True)
+class RenderedPrompt:
+    """A conversation as text, and the character spans the model is trained to write (its answers, each with the
+    mark that ends it); empty for a prompt that ends where the model starts to answer."""
+
+    text: str
+    targets: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class PromptTemplate:
     """A conversation format.
 
     Attributes:
         style: `two` (system, then `ROLE: message` turns; user turns end with `sep`, assistant turns with `sep2`)
-            or `plain` (no system or roles: the placeholder, a newline, then the answer; the pretraining stage).
+            or `plain` (no system or roles: the placeholder, then each answer ended by `sep`; the pretraining stage).
     """
 
     name: str
@@ -27,20 +36,24 @@ class PromptTemplate:
     sep2: str
     style: str
 
-    def render(self, turns: Sequence[tuple[str, str | None]]) -> str:
-        """The prompt text for `(question, answer)` turns; the last answer may be None (to be generated).
+    def render(self, turns: Sequence[tuple[str, str | None]]) -> RenderedPrompt:
+        """The text of `(question, answer)` turns; the last answer may be None (to be generated).
 
-        The first question is preceded by the placeholder and a newline.
+        In `two` style the first question is preceded by the placeholder and a newline, as the released model was
+        trained; in `plain` style the questions are not shown and the answer follows the placeholder directly.
         """
-        if self.style == "plain":
-            answers = [a for _, a in turns if a is not None]
-            return IMAGE_PLACEHOLDER + "\n" + "".join(a + self.sep for a in answers)
-        text = self.system + self.sep
+        text, targets = (IMAGE_PLACEHOLDER, []) if self.style == "plain" else (self.system + self.sep, [])
         for i, (question, answer) in enumerate(turns):
-            user = f"{IMAGE_PLACEHOLDER}\n{question}" if i == 0 else question
-            text += f"{self.roles[0]}: {user}{self.sep}"
-            text += f"{self.roles[1]}:" if answer is None else f"{self.roles[1]}: {answer}{self.sep2}"
-        return text
+            if self.style != "plain":
+                user = f"{IMAGE_PLACEHOLDER}\n{question}" if i == 0 else question
+                text += f"{self.roles[0]}: {user}{self.sep}{self.roles[1]}:"
+                if answer is not None:
+                    text += " "
+            if answer is not None:
+                end = self.sep if self.style == "plain" else self.sep2
+                targets.append((len(text), len(text) + len(answer) + len(end)))
+                text += answer + end
+        return RenderedPrompt(text, tuple(targets))
 
 
 TEMPLATES = {
@@ -57,8 +70,10 @@ TEMPLATES = {
 }
 
 
-def get_template(name: str) -> PromptTemplate:
-    """A template by name (`vicuna_v1`, `plain`)."""
+def get_template(name: str | PromptTemplate) -> PromptTemplate:
+    """A template by name (`vicuna_v1`, `plain`); a template is returned as is."""
+    if isinstance(name, PromptTemplate):
+        return name
     if name not in TEMPLATES:
         raise ConfigError(f"unknown prompt template {name!r}; known: {', '.join(TEMPLATES)}")
     return TEMPLATES[name]
@@ -74,7 +89,7 @@ class Conversation:
     def prompt(self, question: str) -> str:
         """The prompt for asking `question` next."""
         check_question(question)
-        return self.template.render([*self.turns, (question, None)])
+        return self.template.render([*self.turns, (question, None)]).text
 
     def add(self, question: str, answer: str) -> None:
         """Record a finished turn."""
@@ -87,26 +102,3 @@ def check_question(question: str) -> None:
         raise GenerationError("the question is empty")
     if IMAGE_PLACEHOLDER in question:
         raise GenerationError(f"the question must not contain {IMAGE_PLACEHOLDER!r}: the memory goes there")
-
-
-@dataclass(frozen=True)
-class PromptIds:
-    """Token ids before and after the placeholder (`before` starts with BOS when the tokenizer adds one)."""
-
-    before: list[int]
-    after: list[int]
-
-
-def tokenize_prompt(tokenizer, prompt: str) -> PromptIds:
-    """Split the prompt at its one placeholder and tokenize each side as the released model was trained:
-    each side on its own, the BOS kept only at the very start.
-    """
-    parts = prompt.split(IMAGE_PLACEHOLDER)
-    if len(parts) != 2:
-        raise GenerationError(f"the prompt must hold exactly one {IMAGE_PLACEHOLDER!r}; it holds {len(parts) - 1}")
-    before = list(tokenizer(parts[0]).input_ids)
-    after = list(tokenizer(parts[1]).input_ids)
-    bos = tokenizer.bos_token_id
-    if bos is not None and after[:1] == [bos]:
-        after = after[1:]
-    return PromptIds(before, after)

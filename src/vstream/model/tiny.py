@@ -3,22 +3,30 @@
 For tests and for trying the whole pipeline on a CPU. The answers of such a model are meaningless text.
 
     vstream make-tiny-model ./tiny            # then: VStream.from_pretrained("./tiny")
+    VStream.from_pretrained("tiny-random")    # the same, built once in vstream's cache folder
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import CLIPVisionConfig, CLIPVisionModel, PreTrainedTokenizerFast
 
-from vstream.model.compat import clip_image_processor_class
+from vstream.model.compat import clip_image_processor_class, progress_bars
 from vstream.model.configuration_vstream import VStreamConfig
 from vstream.model.modeling_vstream import VStreamLlamaForCausalLM
 from vstream.model.prompts import TEMPLATES
+from vstream.paths import cache_dir
+
+TINY_RANDOM = "tiny-random"
+"""The name that stands for the tiny random model wherever a checkpoint is named (`--model tiny-random`)."""
+log = logging.getLogger(__name__)
 
 TINY_MEMORY = {
     "compress_size": 4,  # s_s: the 4×4 grid of the tiny vision tower, in full
@@ -122,15 +130,29 @@ def make_tiny_model(
         )
         vision = CLIPVisionModel(vision_config)
         llm = VStreamLlamaForCausalLM(tiny_config(len(tokenizer), **config_overrides))
-    vision.save_pretrained(folder / "vision_tower")
-    clip_image_processor_class()(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
-        folder / "vision_tower"
-    )
-    if weights == "bin":
-        save_bin_weights(llm, folder, shards=2 if shard_size else 1)
-    else:
-        llm.save_pretrained(folder, **({"max_shard_size": shard_size} if shard_size else {}))
-    tokenizer.save_pretrained(folder)
+    with progress_bars(False):  # tiny: written in milliseconds
+        vision.save_pretrained(folder / "vision_tower")
+        processor = clip_image_processor_class()(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+        processor.save_pretrained(folder / "vision_tower")
+        if weights == "bin":
+            save_bin_weights(llm, folder, shards=2 if shard_size else 1)
+        else:
+            llm.save_pretrained(folder, **({"max_shard_size": shard_size} if shard_size else {}))
+        tokenizer.save_pretrained(folder)
+    return folder
+
+
+def tiny_random_folder() -> Path:
+    """The tiny random model (`tiny-random`), built once in vstream's cache folder and reused."""
+    folder = cache_dir() / TINY_RANDOM
+    if not (folder / "config.json").is_file():
+        log.info("building the tiny random model in %s", folder)
+        tmp = folder.with_name(f"{TINY_RANDOM}.{os.getpid()}.tmp")
+        make_tiny_model(tmp)
+        try:
+            tmp.rename(folder)  # atomic: two processes building it at once never see half a checkpoint
+        except OSError:  # another process finished first; its copy is as good
+            shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 

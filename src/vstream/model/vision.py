@@ -14,7 +14,7 @@ from torch import Tensor
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from vstream.errors import CheckpointError, ConfigError
-from vstream.model.compat import clip_image_processor_class, dtype_kwargs
+from vstream.model.compat import clip_image_processor_class, dtype_kwargs, progress_bars
 from vstream.model.configuration_vstream import SELECT_FEATURES
 
 Frame = np.ndarray | Image.Image | Tensor
@@ -52,10 +52,12 @@ class VisionTower:
         select_feature: str = "patch",
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
+        progress: bool = True,
     ) -> VisionTower:
-        """Load a CLIP vision tower from a hub id or a local folder."""
+        """Load a CLIP vision tower from a hub id or a local folder (`progress`: show transformers' progress bar)."""
         try:
-            model = CLIPVisionModel.from_pretrained(str(name_or_path), **dtype_kwargs(dtype))
+            with progress_bars(progress):
+                model = CLIPVisionModel.from_pretrained(str(name_or_path), **dtype_kwargs(dtype))
             processor = clip_image_processor_class().from_pretrained(str(name_or_path))
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"cannot load the vision tower {str(name_or_path)!r}: {exc}") from exc

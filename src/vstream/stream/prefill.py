@@ -20,8 +20,8 @@ class PrefixWarmer:
     warmer falls behind gracefully; it shares the LLM's lock with the questions, step by step.
     """
 
-    def __init__(self, model: VStream, frames: FrameHandler) -> None:
-        self.model, self.frames = model, frames
+    def __init__(self, model: VStream, frame_handler: FrameHandler) -> None:
+        self.model, self.frame_handler = model, frame_handler
         self.prefilled = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -41,9 +41,9 @@ class PrefixWarmer:
     def _run(self) -> None:
         seen: Published | None = None
         while not self._stop.is_set():
-            latest = self.frames.wait_published(seen, timeout=0.5)
+            latest = self.frame_handler.wait_published(seen, timeout=0.5)
             if latest is seen or latest is None:
-                if self.frames.end_reason is not None:
+                if self.frame_handler.end_reason is not None:
                     return  # the stream is over and its last snapshot is ready
                 continue
             seen = latest

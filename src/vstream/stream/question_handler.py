@@ -6,7 +6,8 @@ import time
 from collections.abc import Iterator
 
 from vstream.errors import GenerationError, SourceError
-from vstream.model.assistant import Answer, AnswerStream, VStream
+from vstream.model.answer import Answer, AnswerStream
+from vstream.model.assistant import VStream
 from vstream.model.generation import GenerationOptions
 from vstream.model.prompts import Conversation
 from vstream.stream.frame_handler import FrameHandler
@@ -19,16 +20,16 @@ class QuestionHandler:
     Several questions may be in flight from several threads: the model interleaves their decoding steps.
     """
 
-    def __init__(self, model: VStream, frames: FrameHandler, metrics: Metrics) -> None:
-        self.model, self.frames, self.metrics = model, frames, metrics
+    def __init__(self, model: VStream, frame_handler: FrameHandler, metrics: Metrics) -> None:
+        self.model, self.frame_handler, self.metrics = model, frame_handler, metrics
 
     def stream(
         self, question: str, *, conversation: Conversation | None = None, options: GenerationOptions | None = None
     ) -> AnswerStream:
         """Text pieces of the answer as they are produced; `.answer` once done."""
-        published = self.frames.latest
-        if published is None and self.frames.end_reason not in (None, "end of stream", "stopped"):
-            raise SourceError(f"no frame reached the memory: {self.frames.end_reason}")
+        published = self.frame_handler.latest
+        if published is None and self.frame_handler.end_reason not in (None, "end of stream", "stopped"):
+            raise SourceError(f"no frame reached the memory: {self.frame_handler.end_reason}")
         if published is None:
             raise GenerationError(
                 "nothing has streamed yet: no frame has reached the memory, so there is nothing "

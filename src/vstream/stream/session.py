@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from vstream.errors import SessionError
-from vstream.memory import BaseMemory, load_memory
-from vstream.model.assistant import Answer, AnswerStream, VStream
+from vstream.memory import BaseMemory, MemoryConfig, load_memory
+from vstream.model.answer import Answer, AnswerStream
+from vstream.model.assistant import VStream
 from vstream.model.generation import GenerationOptions
 from vstream.model.prompts import Conversation
 from vstream.stream.frame_handler import FrameHandler
@@ -69,7 +70,8 @@ class StreamSession:
         source: a `VideoSource` or anything `open_source` takes (file, URL, /dev/videoN, folder, .safetensors).
         fps: frames per second taken from the source.
         speed: 1 real time, 2 twice as fast, 0 as fast as possible (files only; nothing is dropped).
-        memory: the memory to write (default: a new one with the model's sizes and `memory_overrides`).
+        memory: the memory to write (default: a new one of `memory_config`).
+        memory_config: the memory's sizes (default: the model's, `model.memory_config()`).
         resume_from: a memory state saved by `save`; a file source continues after its last frame.
         encoder: replaces the model's vision tower (frames -> features), e.g. to measure or to test.
         batch_size, max_pending: see `FrameHandler`.
@@ -86,7 +88,7 @@ class StreamSession:
         fps: float | None = 1.0,
         speed: float = 1.0,
         memory: BaseMemory | None = None,
-        memory_overrides: dict | None = None,
+        memory_config: MemoryConfig | None = None,
         resume_from: str | os.PathLike | None = None,
         encoder: Any = None,
         batch_size: int = 8,
@@ -99,7 +101,7 @@ class StreamSession:
         self.model = model
         if resume_from is not None:
             memory = load_memory(resume_from, model.semantic_attention())
-        self.memory = memory or model.new_memory(**(memory_overrides or {}))
+        self.memory = memory or model.new_memory(memory_config)
         self.source = source if isinstance(source, VideoSource) else open_source(source, fps)
         offset = 0.0
         if resume_from is not None and self.memory.latest_time is not None:
@@ -108,7 +110,7 @@ class StreamSession:
             else:  # anything else restarts at 0: its times continue after the memory's
                 offset = self.memory.latest_time + 1.0 / (fps or 1.0)
         self.metrics = Metrics()
-        self.frames = FrameHandler(
+        self.frame_handler = FrameHandler(
             self.source,
             self.memory,
             encoder or model.encode_frames,
@@ -118,10 +120,9 @@ class StreamSession:
             metrics=self.metrics,
             time_offset=offset,
         )
-        self.questions = QuestionHandler(model, self.frames, self.metrics)
-        self.warmer = PrefixWarmer(model, self.frames) if prefill else None
+        self.question_handler = QuestionHandler(model, self.frame_handler, self.metrics)
+        self.warmer = PrefixWarmer(model, self.frame_handler) if prefill else None
         self._closed = False
-        self._lock = threading.Lock()
         if autostart:
             self.start()
 
@@ -129,22 +130,22 @@ class StreamSession:
     def start(self) -> StreamSession:
         """Start playing the source into the memory (in the background)."""
         self._check_open()
-        self.frames.start()
+        self.frame_handler.start()
         if self.warmer is not None:
             self.warmer.start()
         return self
 
     def pause(self) -> None:
         """Pause the stream (a file waits; a live stream's frames are skipped)."""
-        self.frames.pause()
+        self.frame_handler.pause()
 
     def resume(self) -> None:
         """Resume after `pause`."""
-        self.frames.resume()
+        self.frame_handler.resume()
 
     def stop(self) -> None:
         """Stop the stream; the memory and its last snapshot stay available for questions."""
-        self.frames.stop()
+        self.frame_handler.stop()
         if self.warmer is not None:
             self.warmer.stop()
 
@@ -155,7 +156,7 @@ class StreamSession:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the source has ended and every frame read is in the memory."""
-        return self.frames.wait(timeout)
+        return self.frame_handler.wait(timeout)
 
     def __enter__(self) -> StreamSession:
         return self.start()
@@ -169,14 +170,14 @@ class StreamSession:
     ) -> Answer:
         """Answer from the latest snapshot (never waits for the encoder)."""
         self._check_open()
-        return self.questions.ask(question, conversation=conversation, options=options)
+        return self.question_handler.ask(question, conversation=conversation, options=options)
 
     def stream(
         self, question: str, *, conversation: Conversation | None = None, options: GenerationOptions | None = None
     ) -> AnswerStream:
         """Answer from the latest snapshot, piece by piece."""
         self._check_open()
-        return self.questions.stream(question, conversation=conversation, options=options)
+        return self.question_handler.stream(question, conversation=conversation, options=options)
 
     def ask_at(
         self,
@@ -200,9 +201,9 @@ class StreamSession:
                 raise SessionError(
                     f"a question's time is seconds of stream >= 0 (0: the first frame); {question!r} has {at}"
                 )
-        held = self.frames.speed <= 0 and not self.source.live
+        held = self.frame_handler.speed <= 0 and not self.source.live
         if held:
-            self.frames.hold_at(schedule[0][0])
+            self.frame_handler.hold_at(schedule[0][0])
             if self.position is not None and self.position > schedule[0][0]:
                 raise SessionError(
                     f"the stream is already at {self.position:.2f} s, past the first question's "
@@ -211,14 +212,14 @@ class StreamSession:
         self.start()
         if held:
             for t, question in schedule:
-                self.frames.hold_at(t)
-                self.frames.wait_held()
+                self.frame_handler.hold_at(t)
+                self.frame_handler.wait_held()
                 yield self._timed(t, question, options)
         else:
             yield from self._ask_playing(schedule, options)
         if stop_after:
             self.stop()  # before letting later frames in: the memory ends at the last question
-        self.frames.hold_at(float("inf"))
+        self.frame_handler.hold_at(float("inf"))
 
     def _ask_playing(
         self, schedule: list[tuple[float, str]], options: GenerationOptions | None
@@ -246,49 +247,46 @@ class StreamSession:
                 yield result
 
         for i, (t, question) in enumerate(schedule):
-            while not self.frames.wait_position(t, timeout=0.1):  # meanwhile, earlier answers go out
+            while not self.frame_handler.wait_position(t, timeout=0.1):  # meanwhile, earlier answers go out
                 yield from ready(i, wait=False)
             threading.Thread(target=run, args=(i, t, question), daemon=True, name=f"vstream-question-{i}").start()
         yield from ready(len(schedule), wait=True)
 
     def _timed(self, t: float, question: str, options: GenerationOptions | None) -> TimedAnswer:
-        answer = self.questions.ask(question, options=options)
+        answer = self.question_handler.ask(question, options=options)
         return TimedAnswer(t, answer, answer.frames_seen, self.metrics.frames_dropped)
 
     # ----------------------------------------------------------------- state
     @property
     def position(self) -> float | None:
         """Stream time of the newest frame read from the source."""
-        return self.frames.position
+        return self.frame_handler.position
 
     def status(self) -> dict[str, Any]:
         """Where the stream is: position, frames in memory, drops, state, why it ended, and the metrics."""
-        latest = self.frames.latest
+        latest = self.frame_handler.latest
         if self._closed:
             state = "closed"
-        elif self.frames.end_reason:
+        elif self.frame_handler.end_reason:
             state = "ended"
-        elif self.frames.paused:
+        elif self.frame_handler.paused:
             state = "paused"
         else:
-            state = "playing" if self.frames.running else "idle"
+            state = "playing" if self.frame_handler.running else "idle"
         return {
             "source": self.source.name,
             "state": state,
             "position": self.position,
             "frames_in_memory": latest.snapshot.frames_seen if latest else 0,
             "latest_frame_time": latest.snapshot.latest_time if latest else None,
-            "end_reason": self.frames.end_reason,
+            "end_reason": self.frame_handler.end_reason,
             **self._prefix_status(),
             **self.metrics.summary(),
         }
 
     def _prefix_status(self) -> dict[str, Any]:
-        cache = self.model.prefix_cache
-        if cache is None:
-            return {}
-        status = {"prefix_cache_hits": cache.hits, "prefix_cache_misses": cache.misses}
-        if self.warmer is not None:
+        status: dict[str, Any] = self.model.engine.cache_stats()
+        if status and self.warmer is not None:
             status["snapshots_prefilled"] = self.warmer.prefilled
         return status
 

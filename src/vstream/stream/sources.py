@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "rtp", "srt", "tcp")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".ts", ".flv", ".m4v")
+"""File endings taken for videos when a folder of them is listed (any file FFmpeg reads can be opened by name)."""
 
 
 @dataclass

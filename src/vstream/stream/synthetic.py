@@ -8,12 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-
-def cache_dir() -> Path:
-    """Where vstream keeps generated files: `$VSTREAM_CACHE`, else `$XDG_CACHE_HOME/vstream`, else ~/.cache/vstream."""
-    if os.environ.get("VSTREAM_CACHE"):
-        return Path(os.environ["VSTREAM_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vstream"
+from vstream.paths import cache_dir
 
 
 def synthetic_clip(seconds: float = 10.0, fps: int = 8, size: tuple[int, int] = (160, 120)) -> Path:
