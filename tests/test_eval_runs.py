@@ -326,15 +326,17 @@ def test_online_runs_on_a_simulated_clock_or_in_real_time(tiny_model, tmp_path):
     from vstream.eval.predict import PredictConfig, run_predict
     from vstream.model import GenerationOptions
 
-    (tmp_path / "videos").mkdir()
-    encode_video(tmp_path / "videos" / "clip.mp4", frames=12, fps=3)  # 4 s
-    items = [QAItem(f"q{i}", "clip", f"What at {t}?", "grey", 0.0, t) for i, t in enumerate((1.0, 3.0))]
+    (tmp_path / "short").mkdir()
+    (tmp_path / "long").mkdir()
+    encode_video(tmp_path / "short" / "clip.mp4", frames=12, fps=3)  # 4 s, played in real time
+    encode_video(tmp_path / "long" / "clip.mp4", frames=40, fps=1)  # 40 s, on the simulated clock
     took = {}
-    for realtime in (False, True):
+    for realtime, folder, times in ((True, "short", (1.0, 3.0)), (False, "long", (1.0, 39.0))):
+        items = [QAItem(f"q{i}", "clip", f"What at {t}?", "grey", 0.0, t) for i, t in enumerate(times)]
         config = PredictConfig(
             benchmark="rvs_ego",
             output=tmp_path / f"run-{realtime}.jsonl",
-            videos=tmp_path / "videos",
+            videos=tmp_path / folder,
             realtime=realtime,
             options=GenerationOptions(max_new_tokens=2),
         )
@@ -344,8 +346,8 @@ def test_online_runs_on_a_simulated_clock_or_in_real_time(tiny_model, tmp_path):
         assert counts["answered"] == 2
         latest = [r["latest_frame_time"] for r in read_jsonl(config.output)]
         if realtime:  # asked the moment the stream gets there, from what the memory holds then: the past only
-            assert all(t - 1.05 <= seen <= t for seen, t in zip(latest, (1.0, 3.0), strict=True)), latest
+            assert all(t - 1.05 <= seen <= t for seen, t in zip(latest, times, strict=True)), latest
         else:  # the simulated clock waits at each question until every frame up to it is in the memory
-            assert latest == [1.0, 3.0]
+            assert latest == list(times)
     assert took[True] > 2.9  # the question at 3 s waited for the stream to get there
-    assert took[False] < took[True] - 1.5  # the simulated clock does not wait
+    assert took[False] < 20  # the simulated clock does not wait: 40 s of stream in far less (a load-proof margin)
