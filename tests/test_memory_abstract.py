@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
 import torch
 
-from vstream.memory import MemoryConfig, build_memory, offline_readout, pool
+from vstream.memory import MemoryConfig, SemanticAttention, build_memory, offline_readout, pool
 from vstream.memory.star import abstract_offline, abstract_update
 
 from conftest import attention_for, random_stream
@@ -66,3 +67,53 @@ def test_abstract_provenance_spans_from_each_slots_first_frame_to_the_latest():
     assert [item.time_start for item in items] == [2.0 * i for i in range(25)]
     assert {item.time_end for item in items} == {2.0 * 58}  # frame 59 is the spatial memory
     assert all(item.weight is None for item in items)
+
+
+def released_attention(slots, chunk, attention, ratio):
+    """The released update, written out: slots and chunk flattened to tokens, one softmax per slot token over all
+    the chunk's tokens."""
+    dim = slots.shape[-1]
+    memory, new = slots.reshape(-1, dim), chunk.reshape(-1, dim)
+    query = memory @ attention.q_weight.T + attention.q_bias
+    key = new @ attention.k_weight.T + attention.k_bias
+    weight = ratio * torch.softmax(query @ key.T / math.sqrt(attention.hidden_dim), dim=1)  # (N_a·T, n·T)
+    return (memory * (1 - weight.sum(dim=1, keepdim=True)) + weight @ new).reshape(slots.shape)
+
+
+@pytest.mark.parametrize("tokens", [1, 4, 9])
+def test_abstract_update_with_several_tokens_per_slot_is_the_released_definition(tokens):
+    attention = SemanticAttention.random(feature_dim=6, hidden_dim=4, seed=2)
+    gen = torch.Generator().manual_seed(tokens)
+    slots, chunk = torch.randn(3, tokens, 6, generator=gen), torch.randn(5, tokens, 6, generator=gen)
+    expected = released_attention(slots, chunk, attention, 0.2)
+    assert torch.allclose(abstract_update(slots, chunk, attention, 0.2), expected, atol=1e-6)
+    if tokens > 1:  # not one attention per token position (each position's keys only): that is another memory
+        per_position = torch.stack(
+            [released_attention(slots[:, i : i + 1], chunk[:, i : i + 1], attention, 0.2)[:, 0] for i in range(tokens)],
+            dim=1,
+        )
+        assert (per_position - expected).abs().max() > 1e-3
+
+
+def test_streaming_equals_offline_for_every_prefix_with_several_tokens_per_slot():
+    config = CONFIG.replace(abstract_pool=2)
+    attention = attention_for(config)
+    frames = random_stream(80, config, seed=3)
+    tokens = pool(frames, 2)  # (80, 4, D)
+    memory = build_memory(config, attention)
+    for t in range(80):
+        memory.update(frames[t], float(t))
+        snapshot = memory.readout()
+        items = snapshot.items_of("abstract")
+        streamed = snapshot.tokens[items[0].token_start : items[-1].token_end] if items else snapshot.tokens[:0]
+        entered = t + 1 - config.spatial_frames
+        expected = abstract_offline(tokens[:entered], config.abstract_slots, attention, config.abstract_update_ratio)
+        assert streamed.shape == (4 * min(entered, 25), config.feature_dim)
+        assert all(item.num_tokens == 4 for item in items)
+        assert torch.allclose(streamed, expected.flatten(0, 1), atol=1e-5), f"prefix {t + 1}"
+        offline = offline_readout(frames[: t + 1], config=config, attention=attention)
+        off_items = offline.items_of("abstract")
+        assert off_items == items
+        if items:
+            offline_tokens = offline.tokens[off_items[0].token_start : off_items[-1].token_end]
+            assert torch.allclose(streamed, offline_tokens, atol=1e-5), f"prefix {t + 1}"

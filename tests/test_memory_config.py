@@ -46,6 +46,7 @@ def test_store_grid_lets_every_pool_derive_from_it():
         ({"retrieval_source": "faiss"}, "retrieval_source must be one of candidates, buffer, exact"),
         ({"retrieval_candidates": 2}, "retrieval_candidates must be an integer >= 3, got 2"),
         ({"retrieval_recent": -1}, "retrieval_recent must be an integer >= 0, got -1"),
+        ({"readout_order": "trained"}, "readout_order must be one of time, released; got 'trained'"),
         ({"kind": "uniform", "num_frames": 0}, "num_frames must be an integer >= 1, got 0"),
     ],
 )
@@ -58,6 +59,11 @@ def test_bad_values_raise_a_clear_error(changes, message):
 def test_dict_round_trip_and_unknown_fields():
     config = MemoryConfig(temporal_clusters=16, memories=("temporal", "spatial"))
     assert MemoryConfig.from_dict(config.to_dict()) == config
+    assert MemoryConfig().readout_order == "time"
+    released = MemoryConfig(readout_order="released")
+    assert MemoryConfig.from_dict(released.to_dict()) == released
+    older = {k: v for k, v in released.to_dict().items() if k != "readout_order"}  # written before the field
+    assert MemoryConfig.from_dict(older) == MemoryConfig()
     with pytest.raises(ConfigError, match=r"unknown memory config fields: \['temporal_length'\]"):
         MemoryConfig.from_dict({"temporal_length": 3})
 

@@ -12,9 +12,10 @@ from vstream.memory import MemoryConfig, SemanticAttention, build_memory, offlin
 from conftest import attention_for, random_stream, scene_stream, small_config
 
 
+@pytest.mark.parametrize("order", ["time", "released"])
 @pytest.mark.parametrize("frames", [1, 3, 6, 40, 300])
-def test_offline_equals_a_stream_given_the_whole_clip_at_once(frames):
-    config = small_config(temporal_clusters=5)
+def test_offline_equals_a_stream_given_the_whole_clip_at_once(frames, order):
+    config = small_config(temporal_clusters=5, readout_order=order)
     features, times, _ = scene_stream([frames // 2 + 1, frames - frames // 2 - 1 or 1], config, noise=0.3)
     features, times = features[:frames], times[:frames]
     attention = attention_for(config)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from vstream.errors import MemoryInputError, StateFileError
@@ -98,6 +100,22 @@ def test_loading_checks_the_file_and_the_weights(tmp_path):
     with pytest.raises(StateFileError, match="another config"):
         other.restore_from(path)
     assert other.readout().is_empty and other.state_bytes() == 0
+
+
+def test_a_state_saved_before_readout_order_existed_still_loads(tmp_path):
+    config = small_config()
+    memory = make("star", tmp_path)
+    feed(memory, random_stream(40, config), 0, 40)
+    memory.save(tmp_path / "state.safetensors")
+    with safe_open(str(tmp_path / "state.safetensors"), framework="pt") as f:
+        header = json.loads(f.metadata()["vstream-memory"])
+        tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+    del header["config"]["readout_order"]  # as an older vstream wrote it
+    save_file(tensors, tmp_path / "old.safetensors", metadata={"vstream-memory": json.dumps(header)})
+    restored = load_memory(tmp_path / "old.safetensors")
+    assert restored.config.readout_order == "time" and restored.config == config
+    assert torch.equal(restored.readout().tokens, memory.readout().tokens)
+    assert restored.readout().items == memory.readout().items
 
 
 def test_an_empty_memory_saves_and_loads(tmp_path):

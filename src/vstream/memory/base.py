@@ -113,11 +113,15 @@ class BaseMemory(ABC):
         os.replace(tmp, path)
 
     def restore_from(self, path: str | os.PathLike) -> None:
-        """Load a state written by `save` into this memory (same kind and config); see `load_memory`."""
+        """Load a state written by `save` into this memory (same kind and config); see `load_memory`.
+
+        Only `readout_order` may differ: it changes how the state is read out, not the state.
+        """
         self._load_state(path, *read_state_file(path))
 
     def _load_state(self, path: str | os.PathLike, header: dict[str, Any], tensors: dict[str, Tensor]) -> None:
-        if header["kind"] != self.kind or MemoryConfig.from_dict(header["config"]) != self.config:
+        saved = MemoryConfig.from_dict(header["config"]).replace(readout_order=self.config.readout_order)
+        if header["kind"] != self.kind or saved != self.config:
             raise StateFileError(f"{path}: saved by a {header['kind']} memory with another config than this one")
         with self._lock:
             if self.frames_seen:

@@ -18,6 +18,9 @@ KINDS = ("star", "uniform", "sliding", "drop", "merge")
 
 RETRIEVAL_SOURCES = ("candidates", "buffer", "exact")
 
+READOUT_ORDERS = ("time", "released")
+"""Order inside the temporal and retrieved memories (STAR.md §3): by time, or as the released model was trained."""
+
 # Released-checkpoint field (config.json of IVGSZ/Flash-VStream-7b) -> MemoryConfig field (STAR.md §4).
 CHECKPOINT_FIELDS = {
     "mm_hidden_size": "feature_dim",
@@ -89,6 +92,10 @@ class MemoryConfig:
 
     memories: tuple[str, ...] = MEMORY_NAMES
     """Which STAR memories are on (ablations); `retrieved` needs `temporal`."""
+    readout_order: str = "time"
+    """Order inside the temporal and retrieved memories: `time` (centroids by weighted mean time, retrieved frames
+    oldest first) or `released` (as the released model was trained: centroids in the clustering's own order,
+    retrieved frames heaviest cluster first)."""
 
     num_frames: int = 10
     """Baselines only: frames kept (`uniform`, `sliding`, `drop`, `merge`)."""
@@ -111,6 +118,7 @@ class MemoryConfig:
         if len(set(memories)) != len(memories):
             raise ConfigError(f"memories lists a memory twice: {list(memories)}")
         object.__setattr__(self, "memories", tuple(n for n in MEMORY_NAMES if n in memories))
+        _check_choice("readout_order", self.readout_order, READOUT_ORDERS)
         if self.kind == "star":
             self._check_star(side)
         else:
@@ -147,11 +155,6 @@ class MemoryConfig:
         _check_int("seed", self.seed, minimum=0)
 
     # ----------------------------------------------------------------- derived sizes
-    @property
-    def grid(self) -> int:
-        """Side of the frame's patch grid (√P)."""
-        return math.isqrt(self.num_patches)
-
     @property
     def store_grid(self) -> int:
         """Grid side at which frames are kept until they enter the long-term memories.

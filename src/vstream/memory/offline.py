@@ -20,9 +20,18 @@ from vstream.memory.base import Timestamps, check_frames, to_store_grid
 from vstream.memory.config import MemoryConfig
 from vstream.memory.factory import build_memory
 from vstream.memory.kmeans import weighted_kmeans
-from vstream.memory.snapshot import MemoryPart, MemorySnapshot, assemble_snapshot
-from vstream.memory.star import abstract_offline, heaviest_clusters, pick_distinct_nearest, pool, squared_distances
-from vstream.memory.star_memory import frame_part
+from vstream.memory.snapshot import MemoryPart, MemorySnapshot, assemble_snapshot, frame_part
+from vstream.memory.star import (
+    Search,
+    TemporalClusters,
+    abstract_offline,
+    abstract_part,
+    cluster_times,
+    pick_distinct_nearest,
+    pool,
+    squared_distances,
+    temporal_parts,
+)
 
 
 def offline_readout(
@@ -77,17 +86,15 @@ def offline_readout(
 def _long_term_parts(
     grid: Tensor, times: np.ndarray, cfg: MemoryConfig, attention: SemanticAttention | None, dtype: torch.dtype
 ) -> list[MemoryPart]:
+    """The abstract, temporal and retrieved parts of the frames `grid` `(T, g², D)` that left the spatial memory."""
     count = len(times)
     if count == 0:
         return []
     parts = []
     if cfg.uses("abstract"):
-        slots = abstract_offline(
-            pool(grid, cfg.abstract_pool), cfg.abstract_slots, attention, cfg.abstract_update_ratio
-        )
-        starts = times[: len(slots)]
-        ends = starts if count <= cfg.abstract_slots else np.full(len(slots), times[-1])
-        parts.append(MemoryPart("abstract", slots, starts, ends))
+        tokens = pool(grid, cfg.abstract_pool)
+        slots = abstract_offline(tokens, cfg.abstract_slots, attention, cfg.abstract_update_ratio)
+        parts.append(abstract_part(slots, times[: len(slots)], count, cfg.abstract_slots, float(times[-1])))
     if cfg.uses("temporal"):
         keys = pool(grid, cfg.temporal_pool).flatten(1)
         with torch.no_grad():
@@ -100,21 +107,21 @@ def _long_term_parts(
                 seed=cfg.seed,
             )
             centroids = result.centroids(keys)
-        k, assignment = len(result.weights), result.assignment
-        mean = np.bincount(assignment, times, k) / result.weights
-        earliest, latest = np.full(k, np.inf), np.full(k, -np.inf)
-        np.minimum.at(earliest, assignment, times)
-        np.maximum.at(latest, assignment, times)
-        order = np.argsort(mean, kind="stable")
-        tokens = centroids[torch.from_numpy(order).to(keys.device)].reshape(k, cfg.temporal_pool**2, cfg.feature_dim)
-        parts.append(MemoryPart("temporal", tokens, earliest[order], latest[order], mean[order], result.weights[order]))
-        if cfg.uses("retrieved"):
-            top = heaviest_clusters(result.weights, mean, cfg.retrieved_frames)
-            first = max(count - cfg.retrieval_buffer, 0) if cfg.retrieval_source == "buffer" else 0
-            top_centroids = centroids[torch.from_numpy(top).to(keys.device)]
-            distances = squared_distances(keys[first:], top_centroids).double().cpu().numpy()
-            picked = pick_distinct_nearest(distances, np.arange(first, count))
-            picked = picked[np.argsort(times[picked], kind="stable")]
-            frames = pool(grid[torch.from_numpy(picked).to(grid.device)], cfg.spatial_pool).to(dtype)
-            parts.append(frame_part("retrieved", frames, times[picked]))
+        times_of_clusters = cluster_times(result.assignment, len(result.weights), np.ones(count), times, times, times)
+        clusters = TemporalClusters(centroids, result.weights, *times_of_clusters)
+        search = _clip_search(grid, keys, times, cfg, dtype) if cfg.uses("retrieved") else None
+        parts += temporal_parts(clusters, cfg.temporal_pool**2, cfg.readout_order, cfg.retrieved_frames, search)
     return parts
+
+
+def _clip_search(grid: Tensor, keys: Tensor, times: np.ndarray, cfg: MemoryConfig, dtype: torch.dtype) -> Search:
+    """Retrieval over the clip's own frames (`buffer`: only the latest N_buff of them), as the stores search."""
+    first = max(len(times) - cfg.retrieval_buffer, 0) if cfg.retrieval_source == "buffer" else 0
+
+    def search(centers: Tensor, cluster_ids: np.ndarray) -> tuple[Tensor, np.ndarray]:
+        distances = squared_distances(keys[first:], centers).double().cpu().numpy()
+        picked = pick_distinct_nearest(distances, np.arange(first, len(times)), times[first:])
+        frames = pool(grid[torch.from_numpy(picked).to(grid.device)], cfg.spatial_pool).to(dtype)
+        return frames, times[picked]
+
+    return search

@@ -72,7 +72,7 @@ class FrameStore(ABC):
     @abstractmethod
     def search(self, centers: Tensor, cluster_ids: np.ndarray) -> tuple[Tensor, np.ndarray]:
         """Nearest distinct stored frame for each centroid `centers` `(r, M)` (cluster `cluster_ids`, in rank
-        order): the frames `(r', s_s², D)` and their times."""
+        order; ties in distance go to the earlier frame): the frames `(r', s_s², D)` and their times, in that order."""
 
     @abstractmethod
     def state(self) -> State:
@@ -106,12 +106,11 @@ class _SlabStore(FrameStore):
         self.times[slots] = times
         self.valid[slots] = True
 
-    def _distances(self, centers: Tensor, cluster_ids: np.ndarray) -> np.ndarray:
-        return squared_distances(self.keys.float(), centers).double().cpu().numpy()
-
     def search(self, centers: Tensor, cluster_ids: np.ndarray) -> tuple[Tensor, np.ndarray]:
         slots = np.flatnonzero(self.valid)
-        picked = pick_distinct_nearest(self._distances(centers, cluster_ids)[slots], slots)
+        # From the stored keys, as the offline path computes them: equal frames get equal distances (exact ties).
+        distances = squared_distances(self.keys.float(), centers).double().cpu().numpy()[slots]
+        picked = pick_distinct_nearest(distances, slots, self.times[slots])
         return self.frames[torch.from_numpy(picked).to(self.frames.device)], self.times[picked]
 
     def state(self) -> State:
@@ -129,7 +128,8 @@ class CandidateStore(_SlabStore):
     Caches each candidate's squared norm and its dot products with the centroids. A new centroid is a
     convex mix of old centroids and new frames (`ClusterUpdate.coef`), so the products follow by mixing
     the cached ones with those of the new frames: a frame costs `capacity` dot products, not
-    `capacity × K`. Mixing is convex, so rounding errors do not grow.
+    `capacity × K`. Mixing is convex, so rounding errors do not grow. A search (once per readout, r centroids)
+    computes its distances from the stored keys instead, so that equal frames tie exactly (STAR.md §3.4).
     """
 
     def __init__(self, config: MemoryConfig) -> None:
@@ -182,10 +182,6 @@ class CandidateStore(_SlabStore):
         self.index[free] = index[self.capacity + new]
         self.key_sq[free] = new_sq[new]
         self.cross[free, :k] = new_cross[new]
-
-    def _distances(self, centers: Tensor, cluster_ids: np.ndarray) -> np.ndarray:
-        centers_sq = torch.linalg.vector_norm(centers, dim=1).double().square().cpu().numpy()
-        return self.key_sq[:, None] - 2 * self.cross[:, cluster_ids] + centers_sq
 
 
 class BufferStore(_SlabStore):
@@ -269,7 +265,7 @@ class ExactStore(FrameStore):
             # each cluster's r nearest so far suffice for picking r distinct frames
             top = np.unique(np.argsort(best_d, axis=0, kind="stable")[:r].reshape(-1))
             best_d, best_i = best_d[top], best_i[top]
-        picked = pick_distinct_nearest(best_d, best_i)
+        picked = pick_distinct_nearest(best_d, best_i, best_i)  # ids are the order of arrival
         frames = [self._read("frames", i, i + 1).reshape(1, *self.frame_shape) for i in picked]
         times = np.array([float(self._read("times", i, i + 1)) for i in picked])
         stacked = torch.cat(frames) if frames else torch.empty((0, *self.frame_shape), dtype=self.dtype)

@@ -43,8 +43,8 @@ class MemorySnapshot:
 
     Attributes:
         tokens: `(N, D)` in the features' dtype; N ≤ the config's `num_tokens`.
-        items: token groups in token order (STAR.md §3: abstract, temporal by time, retrieved oldest
-            first, spatial oldest first).
+        items: token groups in token order (STAR.md §3: abstract, temporal, retrieved, spatial; inside the
+            temporal and retrieved memories by time or as the released model was trained, `readout_order`).
         frames_seen: frames given to the memory so far.
         latest_time: stream time (s) of the newest frame seen, or None before the first.
     """
@@ -110,6 +110,11 @@ class MemoryPart:
     time_end: Sequence[float] | np.ndarray
     time_mean: Sequence[float] | np.ndarray | None = None
     weight: Sequence[float] | np.ndarray | None = None
+
+
+def frame_part(memory: str, tokens: Tensor, times: np.ndarray) -> MemoryPart:
+    """A memory part made of single frames `(n, tokens, D)` at `times` (each stands for itself: weight 1)."""
+    return MemoryPart(memory, tokens, times, times, times, np.ones(len(times)))
 
 
 def assemble_snapshot(

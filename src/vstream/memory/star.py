@@ -1,60 +1,79 @@
-"""Pure tensor functions of the STAR memory (STAR.md §2–3): pooling, the abstract update, retrieval.
+"""Pure tensor functions of the STAR memory (STAR.md §2–3): pooling, the abstract update, clusters, retrieval, readout.
 
-No state, no I/O, no threads: the streaming memory and the offline path are both built from these.
+No state, no I/O, no threads: the streaming memory and the offline path are both built from these, so each rule
+(pooling, the update, cluster times, the order inside a memory, which frames are retrieved) is written once.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from vstream.memory.attention import SemanticAttention
+from vstream.memory.snapshot import MemoryPart, frame_part
+
+Search = Callable[[Tensor, np.ndarray], tuple[Tensor, np.ndarray]]
+"""`search(centroids, cluster_ids)`: for centroids `(r, M)` of clusters `cluster_ids` `(r,)` in rank order, the nearest
+distinct frames `(r', s_s², D)` (r' ≤ r) and their times `(r',)`, in the same order (a `FrameStore.search`)."""
 
 
 def pool(features: Tensor, size: int) -> Tensor:
     """Average-pool each frame's square patch grid to `size`×`size` tokens, row-major (STAR.md §2).
+
+    The released model's operation, so the values are the same to the bit: `F.avg_pool2d` on the channels-first
+    grid `(n, D, √P, √P)` (kernel and stride √P/size) for size > 1, and the mean over all P patches for size 1.
+    Computed in the features' dtype (half precision accumulates in float32 and is rounded once).
 
     Args:
         features: `(..., P, D)`, the P patches forming a √P×√P grid, row-major.
         size: output side; must divide √P.
 
     Returns:
-        `(..., size*size, D)`. `pool(F, √P)` is F itself; pooling composes (16→8→4 equals 16→4).
+        `(..., size*size, D)`. `pool(F, √P)` is F itself. Pooling composes in exact arithmetic (16→8→4 equals
+        16→4), not to the last bit: pool in the same steps as the released model for the same values.
     """
     *lead, patches, dim = features.shape
     side = math.isqrt(patches)
     if side * side != patches or side % size:
         raise ValueError(f"cannot pool a {patches}-patch frame to {size}×{size}")
-    k = side // size
-    if k == 1:
+    if size == side:
         return features
-    # Two means over adjacent axes: much faster on CPU than one mean over two strided axes.
-    columns = features.reshape(*lead, side, size, k, dim).mean(dim=-2)
-    return columns.reshape(*lead, size, k, size, dim).mean(dim=-3).reshape(*lead, size * size, dim)
+    frames = features.reshape(-1, patches, dim)
+    if size == 1:
+        pooled = frames.mean(dim=1, keepdim=True)
+    else:
+        # A view, channels-last in memory: avg_pool2d's fastest CPU kernel; its output permuted back is contiguous.
+        grid = frames.reshape(-1, side, side, dim).permute(0, 3, 1, 2)
+        pooled = F.avg_pool2d(grid, side // size).permute(0, 2, 3, 1)
+    return pooled.reshape(*lead, size * size, dim)
 
 
 def abstract_update(slots: Tensor, chunk: Tensor, attention: SemanticAttention, ratio: float) -> Tensor:
     """One semantic-attention update of the abstract slots with a chunk of frames (STAR.md §3.3).
 
-    `S = softmax(q(A)·k(X)ᵀ/√d)` over the chunk's frames, `W = λS`, `A ← A⊙(1−rowsum W) + W·X`,
-    done independently at each of the slot's token positions (one position when s_a = 1).
+    As the released model: the slots are flattened to `A` `(N_a·T, D)` and the chunk to `X` `(n·T, D)`; every slot
+    token attends to every token of every frame of the chunk at once: `S = softmax(q(A)·k(X)ᵀ/√d)` over the n·T
+    keys, `W = λS`, `A ← A⊙(1−rowsum W) + W·X`. With s_a = 1 (T = 1) that is one token per slot and per frame.
 
     Args:
-        slots: `(N_a, T, D)`; chunk: `(n, T, D)`, same dtype.
+        slots: `(N_a, T, D)`; chunk: `(n, T, D)`, same dtype; T = s_a².
         attention: the q/k projections; ratio: λ.
 
     Returns:
         the new slots, `(N_a, T, D)`.
     """
-    q = attention.query(slots)  # (N_a, T, d)
-    k = attention.key(chunk)  # (n, T, d)
-    scores = torch.einsum("atd,ntd->tan", q, k) / math.sqrt(attention.hidden_dim)
-    weights = ratio * torch.softmax(scores, dim=-1)  # (T, N_a, n)
-    keep = (1.0 - weights.sum(dim=-1)).transpose(0, 1).unsqueeze(-1)  # (N_a, T, 1)
-    return slots * keep + torch.einsum("tan,ntd->atd", weights, chunk)
+    dim = slots.shape[-1]
+    memory, new = slots.reshape(-1, dim), chunk.reshape(-1, dim)
+    scores = attention.query(memory) @ attention.key(new).T / math.sqrt(attention.hidden_dim)  # (N_a·T, n·T)
+    weights = torch.softmax(scores, dim=-1) * ratio
+    decay = weights.sum(dim=1, keepdim=True)
+    return (memory * (1 - decay) + weights @ new).reshape(slots.shape)
 
 
 def abstract_offline(frames: Tensor, num_slots: int, attention: SemanticAttention, ratio: float) -> Tensor:
@@ -72,6 +91,18 @@ def abstract_offline(frames: Tensor, num_slots: int, attention: SemanticAttentio
     return slots
 
 
+def abstract_part(slots: Tensor, first_times: np.ndarray, entered: int, num_slots: int, latest: float) -> MemoryPart:
+    """The abstract memory's readout: while at most N_a frames have entered, the slots are those frames (each
+    stands for its own time); after that each slot spans from its first frame to the latest frame that entered.
+
+    Args:
+        slots: `(min(entered, N_a), s_a², D)`; first_times: `(len(slots),)` the time of each slot's first frame.
+        entered: frames that entered the abstract memory; num_slots: N_a; latest: time of the newest of them.
+    """
+    ends = first_times if entered <= num_slots else np.full(len(slots), latest)
+    return MemoryPart("abstract", slots, first_times, ends)
+
+
 def squared_distances(points: Tensor, centers: Tensor) -> Tensor:
     """Squared Euclidean distances, `(N, M) × (K, M) -> (N, K)`, clamped at 0."""
     cross = points @ centers.T
@@ -80,23 +111,136 @@ def squared_distances(points: Tensor, centers: Tensor) -> Tensor:
     return (points_sq[:, None] - 2 * cross + centers_sq[None, :]).clamp_min_(0.0)
 
 
+@dataclass(frozen=True)
+class TemporalClusters:
+    """The temporal memory's clusters, in the clustering's own order (STAR.md §3.2).
+
+    Attributes:
+        centroids: `(K, s_t²·D)`, each centroid's pooled tokens flattened.
+        weights: `(K,)` frames each stands for; time_mean: `(K,)` their weighted mean time;
+        time_start, time_end: `(K,)` the earliest and latest of them.
+    """
+
+    centroids: Tensor
+    weights: np.ndarray
+    time_mean: np.ndarray
+    time_start: np.ndarray
+    time_end: np.ndarray
+
+
+def cluster_times(
+    assignment: np.ndarray,
+    clusters: int,
+    weights: np.ndarray,
+    time_mean: np.ndarray,
+    time_start: np.ndarray,
+    time_end: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each cluster's weighted mean, earliest and latest time, from those of its points.
+
+    A point is a frame (weight 1; its time three times) or an earlier centroid (its weight and times).
+
+    Args:
+        assignment: `(N,)` the cluster of each point, in `[0, clusters)`, every cluster non-empty.
+        weights, time_mean, time_start, time_end: `(N,)` each point's.
+
+    Returns:
+        `(K,)` weighted mean times, `(K,)` earliest, `(K,)` latest.
+    """
+    mean = np.bincount(assignment, weights * time_mean, clusters) / np.bincount(assignment, weights, clusters)
+    earliest, latest = np.full(clusters, np.inf), np.full(clusters, -np.inf)
+    np.minimum.at(earliest, assignment, time_start)
+    np.maximum.at(latest, assignment, time_end)
+    return mean, earliest, latest
+
+
+def readout_positions(times: np.ndarray, readout_order: str) -> np.ndarray:
+    """Where the items of the temporal or retrieved memory go in a readout (STAR.md §3, `readout_order`).
+
+    Args:
+        times: `(n,)` the items' times (a centroid's weighted mean time, a retrieved frame's time), in the order
+            they come in: cluster order for centroids, rank order (heaviest cluster first) for retrieved frames.
+        readout_order: `time`: by time, ties keeping the order they come in; `released`: the order they come in.
+
+    Returns:
+        `(n,)` indices into the items, in readout order.
+    """
+    if readout_order == "time":
+        return np.argsort(times, kind="stable")
+    if readout_order == "released":
+        return np.arange(len(times))
+    raise ValueError(f"readout_order must be 'time' or 'released', got {readout_order!r}")
+
+
+def temporal_parts(
+    clusters: TemporalClusters,
+    tokens_each: int,
+    readout_order: str,
+    retrieved_frames: int = 0,
+    search: Search | None = None,
+) -> list[MemoryPart]:
+    """The temporal memory's readout and, with `search`, the retrieved memory's (STAR.md §3.2, §3.4).
+
+    Retrieval: the `retrieved_frames` heaviest clusters (ties: earlier weighted mean time, then lower cluster
+    index), and for each the nearest stored frame not taken by a heavier cluster, as `search` finds them.
+
+    Args:
+        clusters: the clusters in the clustering's own order; tokens_each: s_t².
+        readout_order: see `readout_positions`.
+
+    Returns:
+        `[temporal]`, or `[temporal, retrieved]` with `search`.
+    """
+    count = len(clusters.weights)
+    order = readout_positions(clusters.time_mean, readout_order)
+    centroids = clusters.centroids
+    tokens = centroids[torch.from_numpy(order).to(centroids.device)].reshape(count, tokens_each, -1)
+    parts = [
+        MemoryPart(
+            "temporal",
+            tokens,
+            clusters.time_start[order],
+            clusters.time_end[order],
+            clusters.time_mean[order],
+            clusters.weights[order],
+        )
+    ]
+    if search is not None:
+        top = heaviest_clusters(clusters.weights, clusters.time_mean, retrieved_frames)
+        frames, times = search(centroids[torch.from_numpy(top).to(centroids.device)], top)
+        order = readout_positions(times, readout_order)
+        parts.append(frame_part("retrieved", frames[torch.from_numpy(order).to(frames.device)], times[order]))
+    return parts
+
+
 def heaviest_clusters(weights: np.ndarray, times: np.ndarray, count: int) -> np.ndarray:
-    """Indices of the `count` heaviest clusters, heaviest first; ties go to the earlier timestamp (STAR.md §3.4)."""
-    return np.lexsort((times, -np.asarray(weights)))[:count]
+    """Indices of the `count` heaviest clusters, heaviest first (STAR.md §3.4).
+
+    Ties in weight go to the earlier weighted mean time, then to the lower index: explicit keys, never a sort's
+    tie order. So when every weight is equal (a clip of at most N_t frames) the earliest clusters are taken.
+    """
+    index = np.arange(len(weights))
+    return np.lexsort((index, np.asarray(times), -np.asarray(weights)))[:count]
 
 
-def pick_distinct_nearest(distances: np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
+def pick_distinct_nearest(
+    distances: np.ndarray, ids: np.ndarray | None = None, earlier: np.ndarray | None = None
+) -> np.ndarray:
     """For each cluster in rank order, the nearest frame not already picked by a heavier cluster.
 
     Args:
         distances: `(M, r)`, frame-to-cluster distances; clusters (columns) in rank order.
         ids: optional `(M,)` ids of those frames; default `arange(M)`.
+        earlier: optional `(M,)` the frames' times (or order of arrival): ties in distance go to the earlier
+            frame; default: to the earlier row.
 
     Returns:
         the picked frames' ids, `(min(r, M),)`, in cluster rank order, without duplicates.
     """
     count = min(distances.shape)
-    order = np.argsort(distances, axis=0, kind="stable")[:count]  # per cluster, its `count` nearest frames
+    rows = np.arange(len(distances)) if earlier is None else np.lexsort((np.arange(len(distances)), earlier))
+    ranked = np.argsort(distances[rows], axis=0, kind="stable")  # rows are in tie order, so stable sorting keeps it
+    order = rows[ranked[:count]]  # per cluster, its `count` nearest frames
     picked: list[int] = []
     for column in order.T[:count]:  # r ≤ a handful of clusters: a short loop at readout, not per frame
         picked.append(next(int(i) for i in column if i not in picked))

@@ -3,7 +3,7 @@
 Per update: frames wait in the spatial FIFO (N_s newest); a frame that leaves it enters the abstract
 memory (pending chunk, applied when it reaches N_a frames), the temporal memory (weighted k-means of
 the centroids plus the new frames) and the retrieval store. A readout applies the pending chunk to a
-copy of the slots, orders the centroids by time and retrieves key frames for the heaviest clusters.
+copy of the slots, retrieves key frames for the heaviest clusters and puts each memory in readout order.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from vstream.memory.buffers import State
 from vstream.memory.config import MemoryConfig
 from vstream.memory.kmeans import GRAM_MAX_POINTS, weighted_kmeans
 from vstream.memory.retrieval import ClusterUpdate, make_store
-from vstream.memory.snapshot import MemoryPart
-from vstream.memory.star import abstract_update, heaviest_clusters, pool
+from vstream.memory.snapshot import MemoryPart, frame_part
+from vstream.memory.star import TemporalClusters, abstract_part, abstract_update, cluster_times, pool, temporal_parts
 
 WEIGHTS_PREFIX = WEIGHTS + "attention."
 REFRESH_FRAMES = 1024
@@ -256,11 +256,14 @@ class STARMemory(BaseMemory):
             anchors=k,
         )
         rows = np.flatnonzero(result.changed)
-        clusters, assignment = len(result.weights), result.assignment
-        mean = np.bincount(assignment, weights * np.concatenate([self.time_mean[:k], times]), clusters) / result.weights
-        earliest, latest = np.full(clusters, np.inf), np.full(clusters, -np.inf)
-        np.minimum.at(earliest, assignment, np.concatenate([self.time_min[:k], times]))
-        np.maximum.at(latest, assignment, np.concatenate([self.time_max[:k], times]))
+        mean, earliest, latest = cluster_times(
+            result.assignment,
+            len(result.weights),
+            weights,
+            np.concatenate([self.time_mean[:k], times]),
+            np.concatenate([self.time_min[:k], times]),
+            np.concatenate([self.time_max[:k], times]),
+        )
         carried = not refresh and result.centroid_gram is not None
         return _TemporalStep(
             rows,
@@ -280,42 +283,21 @@ class STARMemory(BaseMemory):
             parts.append(self._abstract_part())
         if cfg.uses("temporal") and self.num_clusters:
             k = self.num_clusters
-            order = np.argsort(self.time_mean[:k], kind="stable")
-            tokens = self.centroids[torch.from_numpy(order).to(self.device)]
-            tokens = tokens.reshape(k, cfg.temporal_pool**2, cfg.feature_dim)
-            parts.append(
-                MemoryPart(
-                    "temporal",
-                    tokens,
-                    self.time_min[order],
-                    self.time_max[order],
-                    self.time_mean[order],
-                    self.weights[order],
-                )
+            clusters = TemporalClusters(
+                self.centroids[:k], self.weights[:k], self.time_mean[:k], self.time_min[:k], self.time_max[:k]
             )
-            if self.store is not None:
-                top = heaviest_clusters(self.weights[:k], self.time_mean[:k], cfg.retrieved_frames)
-                frames, times = self.store.search(self.centroids[torch.from_numpy(top).to(self.device)], top)
-                order = np.argsort(times, kind="stable")
-                parts.append(frame_part("retrieved", frames[torch.from_numpy(order).to(self.device)], times[order]))
+            search = self.store.search if self.store is not None else None
+            parts += temporal_parts(clusters, cfg.temporal_pool**2, cfg.readout_order, cfg.retrieved_frames, search)
         if cfg.uses("spatial") and self.fifo_count:
             count = self.fifo_count
             parts.append(frame_part("spatial", pool(self.fifo[:count], cfg.spatial_pool), self.fifo_times[:count]))
         return parts
 
     def _abstract_part(self) -> MemoryPart:
-        count = self.pending_count
-        pending, pending_times = self.pending[:count], self.pending_times[:count]
-        if not self.abstract_ready:  # fewer than N_a frames so far: the slots are the frames themselves
-            return MemoryPart("abstract", pending, pending_times, pending_times)
-        if count == 0 and self.entered == self.config.abstract_slots:  # exactly N_a frames: still the frames
-            return MemoryPart("abstract", self.slots, self.slot_times, self.slot_times)
-        slots = self.slots
-        if count:
-            slots = abstract_update(slots, pending, self.attention, self.config.abstract_update_ratio)
-        return MemoryPart("abstract", slots, self.slot_times, np.full(len(slots), self.entered_time))
-
-
-def frame_part(memory: str, tokens: Tensor, times: np.ndarray) -> MemoryPart:
-    """A memory part made of single frames `(n, tokens, D)` at `times` (each stands for itself: weight 1)."""
-    return MemoryPart(memory, tokens, times, times, times, np.ones(len(times)))
+        cfg, count = self.config, self.pending_count
+        slots, first_times = self.pending[:count], self.pending_times[:count]
+        if self.abstract_ready:  # else fewer than N_a frames so far: the slots are the frames themselves
+            slots, first_times = self.slots, self.slot_times
+            if count:  # a readout applies the pending partial chunk to a copy of the slots
+                slots = abstract_update(slots, self.pending[:count], self.attention, cfg.abstract_update_ratio)
+        return abstract_part(slots, first_times, self.entered, cfg.abstract_slots, self.entered_time)
