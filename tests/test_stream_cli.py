@@ -6,6 +6,8 @@ import contextlib
 import json
 import os
 import re
+import select
+import signal
 import subprocess
 import sys
 import time
@@ -111,15 +113,30 @@ def test_chat_answers_typed_questions_while_the_stream_plays(env, tmp_path):
         text=True,
         env=env,
     )
-    header = process.stdout.readline()
+    header = read_until(process.stdout, r"\] > ")
     assert header.startswith("playing") and "/quit" in header
-    time.sleep(2.5)
+    while not re.search(r"\| [1-9]\d* frames\] > $", header):  # empty lines until a frame is in the memory
+        process.stdin.write("\n")
+        process.stdin.flush()
+        header = read_until(process.stdout, r"\] > $")
     out, err = process.communicate("What is happening?\n/status\nAnd now?\n/quit\n", timeout=120)
     assert process.returncode == 0, err
     assert out.count("(about the stream up to 00:0") == 2 and '"state": "playing"' in out
     status = json.loads(out[out.index("{") : out.index("}") + 1])
     assert status["snapshots_prefilled"] >= 1 and status["prefix_cache_misses"] + status["prefix_cache_hits"] == 1
     assert "stopped at" in out and "Traceback" not in err
+
+
+def read_until(pipe, pattern: str, timeout: float = 60) -> str:
+    """What a process writes to `pipe` until it matches `pattern` (read unbuffered: a prompt has no newline)."""
+    text, deadline = "", time.monotonic() + timeout
+    while not re.search(pattern, text):
+        assert time.monotonic() < deadline, f"no {pattern!r} in {text!r}"
+        if select.select([pipe], [], [], 0.2)[0]:
+            chunk = os.read(pipe.fileno(), 4096).decode()
+            assert chunk, f"the process closed its output after {text!r}"
+            text += chunk
+    return text
 
 
 class Terminal:
@@ -137,7 +154,11 @@ class Terminal:
         self.screen = Screen(160, 24)
         self.stream = pyte.ByteStream(self.screen)
         self.child = pexpect.spawn(
-            sys.executable, ["-m", "vstream", *args], env={**env, "TERM": "xterm"}, dimensions=(24, 160)
+            sys.executable,
+            ["-m", "vstream", *args],
+            env={**env, "TERM": "xterm"},
+            dimensions=(24, 160),
+            preexec_fn=_default_sigint,
         )
 
     def text(self) -> str:
@@ -154,6 +175,12 @@ class Terminal:
                 raise AssertionError(f"{pattern!r} never appeared; the screen:\n{self.text()}")
             with contextlib.suppress(self.pexpect.TIMEOUT):
                 self.stream.feed(self.child.read_nonblocking(65536, timeout=0.2))
+
+
+def _default_sigint() -> None:
+    """Ctrl-C interrupts the program, as in a user's terminal, even when the tests run as a background job (which
+    starts with SIGINT ignored, and a program keeps that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_chat_in_a_terminal_shows_the_position_moving_while_the_user_types(env, tmp_path):
@@ -206,20 +233,43 @@ def test_chat_in_a_terminal_prints_stream_warnings_above_the_prompt_not_through_
         server.wait(10)
 
 
+FULL_MEMORY = r"\[00:02 end \| 3 frames\] >"
+"""The prompt once a 3 s clip played at speed 0 is all in the memory (at 1 fps: 3 frames; "end" alone is not enough:
+the source ends before its last frames are encoded)."""
+
+
 def test_chat_in_a_terminal_ctrl_c_stops_an_answer_and_the_chat_goes_on(env, tmp_path):
     clip = encode_video(tmp_path / "clip.mp4", frames=6, fps=2)  # 3 s, played at once: the memory is then fixed
     args = ["chat", str(clip), "--model", "tiny-random", "--max-new-tokens", "20000", "--speed", "0"]
     term = Terminal(args, env)
     try:
-        term.wait_for(r"\[00:0\d end \| \d+ frames\] >")
+        term.wait_for(FULL_MEMORY)
         term.child.sendline("Tell me everything.")  # 20,000 tokens: far longer than the test waits
         term.wait_for(r"Tell me everything\.\n\S")  # the answer has begun to stream in
         term.child.sendintr()
-        term.wait_for(r"\(answer stopped\)\n\[00:0\d end")  # back at the prompt, the session still up
+        term.wait_for(r"\(answer stopped\)\n" + FULL_MEMORY)  # back at the prompt, the session still up
         term.child.sendline("/status")
         term.wait_for(r'"state": "ended"')
+        term.wait_for(r"\n\}\n" + FULL_MEMORY)  # the next prompt reads the terminal: Ctrl-D goes to it
         term.child.sendcontrol("d")
         term.child.expect(term.pexpect.EOF, timeout=30)
     finally:
         term.child.close(force=True)
-    assert term.child.exitstatus == 0
+    assert term.child.exitstatus == 0 and "Traceback" not in term.text()
+
+
+def test_chat_in_a_terminal_keeps_a_ctrl_d_typed_while_an_answer_prints(env, tmp_path):
+    clip = encode_video(tmp_path / "clip.mp4", frames=6, fps=2)
+    args = ["chat", str(clip), "--model", "tiny-random", "--max-new-tokens", "300", "--speed", "0"]
+    term = Terminal(args, env)
+    try:
+        term.wait_for(FULL_MEMORY)
+        term.child.sendline("Tell me more.")
+        term.wait_for(r"Tell me more\.\n\S")  # no prompt reads the terminal now: the answer prints
+        term.child.sendcontrol("d")  # typed ahead: it ends the chat at the next prompt
+        term.wait_for(r"\(about the stream up to 00:02; first token")  # the answer is whole
+        term.wait_for(r"stopped at 00:02: 3 frames in memory, 0 dropped")
+        term.child.expect(term.pexpect.EOF, timeout=30)
+    finally:
+        term.child.close(force=True)
+    assert term.child.exitstatus == 0 and "Traceback" not in term.text()

@@ -94,7 +94,7 @@ def cmd_chat(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
         f"ask anything. {CHAT_HELP}",
         flush=True,
     )
-    with session:
+    with typed, session:  # the terminal is held before the stream starts and given back after it stops
         while True:
             line = typed.read()
             if line is None or line.strip() in ("/quit", "/exit"):
@@ -121,8 +121,8 @@ def cmd_chat(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
 
 def _answer(session, text: str, conversation, options) -> None:
     """Print the answer as it is decoded; Ctrl-C stops it and returns to the prompt."""
-    stream = session.stream(text, conversation=conversation, options=options)
-    try:
+    try:  # a Ctrl-C before the first piece also stops only the answer
+        stream = session.stream(text, conversation=conversation, options=options)
         for piece in stream:
             print(piece, end="", flush=True)
     except KeyboardInterrupt:
