@@ -224,3 +224,28 @@ def test_ask_at_while_playing_hands_out_each_answer_before_later_questions_come(
     session.close()
     assert [t for t, _ in received] == [0.5, 4.0]
     assert received[0][1] < 2.5 and received[1][1] > 3.9  # not held back until the last question was asked
+
+
+def test_the_state_says_ended_only_once_every_frame_read_is_in_the_memory(tiny_model, tmp_path):
+    clip = encode_video(tmp_path / "short.mp4", frames=3, fps=1)  # read in a blink, encoded when we say so
+    go = threading.Event()
+
+    def held_encoder(frames):
+        assert go.wait(30)
+        return tiny_model.encode_frames(frames)
+
+    session = StreamSession(tiny_model, clip, speed=0, encoder=held_encoder).start()
+    try:
+        deadline = time.monotonic() + 30
+        while session.frame_handler.end_reason is None:  # the source has ended; no frame is in the memory yet
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        status = session.status()
+        assert status["state"] == "playing" and status["frames_in_memory"] == 0
+        go.set()
+        assert session.wait(30)
+        status = session.status()
+        assert status["state"] == "ended" and status["frames_in_memory"] == 3
+    finally:
+        go.set()
+        session.close()

@@ -263,11 +263,16 @@ class StreamSession:
         return self.frame_handler.position
 
     def status(self) -> dict[str, Any]:
-        """Where the stream is: position, frames in memory, drops, state, why it ended, and the metrics."""
+        """Where the stream is: position, frames in memory, drops, state, why it ended, and the metrics.
+
+        The state is `ended` once the source has ended and every frame read is in the memory (a question then sees
+        the whole stream); until then it is `playing` (or `paused`).
+        """
         latest = self.frame_handler.latest
+        handler = self.frame_handler
         if self._closed:
             state = "closed"
-        elif self.frame_handler.end_reason:
+        elif handler.end_reason and (handler.wait(0) or not handler.running):  # not while frames still go in
             state = "ended"
         elif self.frame_handler.paused:
             state = "paused"
