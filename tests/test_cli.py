@@ -72,3 +72,11 @@ def test_ask_writes_nothing_to_stderr_for_a_model_that_loads_in_a_blink(tmp_path
         result = subprocess.run([*command, "--at", "2", "What?"], capture_output=True, text=True, timeout=300, env=env)
         assert result.returncode == 0 and result.stdout.startswith("[00:02] What?")
         assert result.stderr == ""  # no "Loading weights" or "Writing model shards" progress bars
+
+
+def test_a_memory_config_file_with_a_model_is_refused_before_the_model_loads(tmp_path):
+    result = vstream(
+        "ask", "--model", str(tmp_path / "no-such-checkpoint"), "--memory-config", "m.json", "--at", "1", "What?"
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--memory-config is not used with a model" in result.stderr  # not the missing checkpoint: checked first

@@ -12,7 +12,7 @@ from vstream.cli.model_args import (
     add_model_arguments,
     generation_options_from_args,
     load_model_from_args,
-    model_memory_config,
+    memory_flags,
 )
 
 
@@ -78,9 +78,10 @@ def _predict(args: argparse.Namespace) -> int:
         limit=args.limit,
         options=generation_options_from_args(args),
     )  # its checks come before any work; the memory config needs the model
+    flags = memory_flags(args)
     annotations = load_annotations(args.annotations)
     model = load_model_from_args(args)
-    config = replace(config, memory=model_memory_config(args, model))
+    config = replace(config, memory=model.memory_config().replace(**flags))
     counts = run_predict(model, annotations.items, config, model_fingerprint(args.model, model))
     print(json.dumps(counts))
     return 0

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from vstream.cli.memory_args import add_memory_arguments, given_memory_fields
 from vstream.errors import ConfigError
-from vstream.memory.config import MemoryConfig
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
@@ -59,11 +59,12 @@ def generation_options_from_args(args: argparse.Namespace):
     return GenerationOptions(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
 
 
-def model_memory_config(args: argparse.Namespace, model) -> MemoryConfig:
-    """The model's memory sizes with the ones given on the command line: the one `MemoryConfig` of the run."""
+def memory_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The memory sizes given on the command line, to apply to the model's own (`model.memory_config()`); checked
+    before the model is loaded, so a wrong flag fails at once."""
     if getattr(args, "memory_config", None) is not None:
         raise ConfigError(
             "--memory-config is not used with a model: the model's config sets the memory sizes; "
             "override single sizes with their own flags"
         )
-    return model.memory_config().replace(**given_memory_fields(args))
+    return given_memory_fields(args)

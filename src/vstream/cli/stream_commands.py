@@ -10,7 +10,7 @@ from vstream.cli.model_args import (
     add_model_arguments,
     generation_options_from_args,
     load_model_from_args,
-    model_memory_config,
+    memory_flags,
 )
 from vstream.errors import ConfigError, VStreamError
 
@@ -152,13 +152,14 @@ def _chat_command(session, text: str) -> None:
 def _session(args: argparse.Namespace):
     from vstream.stream import StreamSession
 
+    flags = memory_flags(args)
     model = load_model_from_args(args)
     return StreamSession(
         model,
         args.source,
         fps=args.fps,
         speed=args.speed,
-        memory_config=model_memory_config(args, model),
+        memory_config=model.memory_config().replace(**flags),
         prefill=getattr(args, "prefill", False),
     )
 

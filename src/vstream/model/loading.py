@@ -178,12 +178,12 @@ def weight_files(folder: Path) -> list[Path]:
     raise CheckpointError(f"{folder}: no weights ({' or '.join(WEIGHT_FILES)})")
 
 
-def weights_bytes(folder: Path) -> int:
-    """Bytes of a checkpoint's weight files (0 when it has none)."""
+def shows_progress(folder: Path) -> bool:
+    """Whether loading this checkpoint shows progress bars: only when its weight files make PROGRESS_MIN_BYTES."""
     try:
-        return sum(file.stat().st_size for file in weight_files(folder))
+        return sum(file.stat().st_size for file in weight_files(folder)) >= PROGRESS_MIN_BYTES
     except CheckpointError:
-        return 0
+        return False
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,7 @@ def load_pretrained(
             select_feature=config.mm_vision_select_feature,
             dtype=dtype,
             device=device if device is not None else llm.get_input_embeddings().weight.device,
-            progress=weights_bytes(folder) >= PROGRESS_MIN_BYTES,
+            progress=shows_progress(folder),
         )
     return LoadedCheckpoint(llm, load_tokenizer(folder), vision, source)
 
@@ -281,7 +281,7 @@ def load_llm(
     elif quantization is not None or (device is not None and torch.device(device).type != "cpu"):
         kwargs["device_map"] = {"": str(device or "cuda")}
     try:
-        with progress_bars(weights_bytes(folder) >= PROGRESS_MIN_BYTES):
+        with progress_bars(shows_progress(folder)):
             llm, info = VStreamLlamaForCausalLM.from_pretrained(
                 folder, config=config, output_loading_info=True, **kwargs
             )
@@ -379,5 +379,5 @@ def load_vision_tower(
         select_feature=config.mm_vision_select_feature,
         dtype=dtype,
         device=device,
-        progress=weights_bytes(folder) >= PROGRESS_MIN_BYTES,
+        progress=shows_progress(folder),
     )

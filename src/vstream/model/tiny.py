@@ -149,6 +149,8 @@ def tiny_random_folder() -> Path:
         log.info("building the tiny random model in %s", folder)
         tmp = folder.with_name(f"{TINY_RANDOM}.{os.getpid()}.tmp")
         make_tiny_model(tmp)
+        if folder.is_dir() and not (folder / "config.json").is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # half a checkpoint, left by a build that was cut short
         try:
             tmp.rename(folder)  # atomic: two processes building it at once never see half a checkpoint
         except OSError:  # another process finished first; its copy is as good
