@@ -249,3 +249,38 @@ def test_the_state_says_ended_only_once_every_frame_read_is_in_the_memory(tiny_m
     finally:
         go.set()
         session.close()
+
+
+class JitterySource(VideoSource):
+    """A file whose frames come after random delays (a busy disk, a busy machine)."""
+
+    def __init__(self, inner: VideoSource, seed: int) -> None:
+        self.inner, self.name, self.rng = inner, inner.name, np.random.default_rng(seed)
+
+    def frames(self):
+        for frame in self.inner.frames():
+            time.sleep(self.rng.uniform(0, 0.01))
+            yield frame
+
+
+def test_on_the_simulated_clock_the_memory_is_a_function_of_the_frames_alone(tiny_model, clip):
+    from vstream.stream.sources import open_source
+
+    def run(seed: int):
+        rng = np.random.default_rng(seed + 100)
+
+        def slow_encoder(frames):
+            time.sleep(rng.uniform(0, 0.03))
+            return tiny_model.encode_frames(frames)
+
+        source = JitterySource(open_source(clip, fps=5), seed)
+        session = StreamSession(tiny_model, source, speed=0, encoder=slow_encoder, batch_size=4, max_pending=6)
+        answers = [t.answer.text for t in session.ask_at([(3.1, "Early?"), (11.5, "Late?")], options=SHORT)]
+        return answers, session.memory.readout()
+
+    (first, memory), (second, again) = run(0), run(1)
+    assert first == second
+    assert [(i.memory, i.time_start, i.time_end) for i in memory.items] == [
+        (i.memory, i.time_start, i.time_end) for i in again.items
+    ]
+    assert torch.equal(memory.tokens, again.tokens)

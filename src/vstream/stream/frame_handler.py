@@ -249,7 +249,7 @@ class FrameHandler:
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._source_done and not self._stop:
+                while not self._batch_ready() and not self._stop:
                     self._cond.wait()
                 if self._stop or (not self._pending and self._source_done):
                     return
@@ -262,6 +262,24 @@ class FrameHandler:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether batches are cut by frame count, not by timing: a file at speed 0 (the simulated clock)."""
+        return self.speed <= 0 and not self.source.live
+
+    def _batch_ready(self) -> bool:
+        """Whether the worker takes a batch now (lock held).
+
+        In real time it takes whatever is pending, to keep up. On the simulated clock it takes only full batches,
+        or what is left at a hold time or at the end, so that the memory (whose k-means sees a batch at a time)
+        is a function of the frames alone, the same on every run and every machine.
+        """
+        if not self._pending:
+            return self._source_done
+        if not self.deterministic:
+            return True
+        return len(self._pending) >= min(self.batch_size, self.max_pending) or self._at_gate or self._source_done
 
     def _process(self, batch: list[StreamFrame]) -> None:
         began = time.perf_counter()
