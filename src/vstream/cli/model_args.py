@@ -11,8 +11,9 @@ from vstream.errors import ConfigError
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, *, speed: float) -> None:
-    """`--model`, `--device`, `--dtype`, `--vision-tower`, `--fps`, `--speed`, decoding flags and memory sizes."""
+def add_model_arguments(parser: argparse.ArgumentParser, *, speed: float | None) -> None:
+    """`--model`, `--device`, `--dtype`, `--vision-tower`, `--fps`, `--speed` (unless `speed` is None), decoding
+    flags and memory sizes."""
     group = parser.add_argument_group("model")
     group.add_argument(
         "--model",
@@ -25,10 +26,16 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, speed: float) -> Non
     group.add_argument("--temperature", type=float, default=0.0, help="0 decodes greedily")
     group.add_argument("--top-p", type=float, default=1.0)
     stream = parser.add_argument_group("stream")
-    stream.add_argument("--fps", type=float, default=1.0, help="frames per second taken from the source")
     stream.add_argument(
-        "--speed", type=float, default=speed, help="1 real time, 2 twice as fast, 0 as fast as possible (files)"
+        "--fps",
+        type=float,
+        default=None,
+        help="frames per second taken from the source (default 1; a feature file: the times it stores)",
     )
+    if speed is not None:
+        stream.add_argument(
+            "--speed", type=float, default=speed, help="1 real time, 2 twice as fast, 0 as fast as possible (files)"
+        )
     add_memory_arguments(parser)
 
 

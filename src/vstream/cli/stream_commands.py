@@ -157,7 +157,7 @@ def _session(args: argparse.Namespace):
     return StreamSession(
         model,
         args.source,
-        fps=args.fps,
+        fps="auto" if args.fps is None else args.fps,
         speed=args.speed,
         memory_config=model.memory_config().replace(**flags),
         prefill=getattr(args, "prefill", False),

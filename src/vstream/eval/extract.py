@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from vstream.errors import VStreamError
 from vstream.features import save_features
-from vstream.stream.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, open_source
+from vstream.stream.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, ClipWindow, open_source
 
 log = logging.getLogger(__name__)
 Encoder = Callable[[Sequence[np.ndarray]], Tensor]
@@ -66,14 +66,26 @@ def extract_features(
     return counts
 
 
-def encode_clip(path: Path, encoder: Encoder, fps: float, batch_size: int = 32) -> tuple[Tensor, list[float]]:
-    """Features `(T, P, D)` on the CPU and stream times of a video or image folder at `fps`.
+def encode_clip(
+    path: Path,
+    encoder: Encoder,
+    fps: float,
+    batch_size: int = 32,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+) -> tuple[Tensor, list[float]]:
+    """Features `(T, P, D)` on the CPU and stream times of a video or image folder at `fps` (from `start` to `end`
+    seconds when given).
 
     Frames are encoded a batch at a time as they are decoded, so an hour of video never sits in RAM as images.
     """
     parts, times, batch = [], [], []
+    source = open_source(path, fps)
+    if start is not None or end is not None:
+        source = ClipWindow(source, start, end)
     with torch.no_grad():
-        for frame in open_source(path, fps).frames():
+        for frame in source.frames():
             batch.append(frame.image)
             times.append(round(frame.time, 4))
             if len(batch) == batch_size:

@@ -29,7 +29,7 @@ from vstream.stream.frame_handler import FrameHandler
 from vstream.stream.metrics import Metrics
 from vstream.stream.prefill import PrefixWarmer
 from vstream.stream.question_handler import QuestionHandler
-from vstream.stream.sources import FileSource, VideoSource, open_source
+from vstream.stream.sources import AUTO, FileSource, VideoSource, open_source
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,8 @@ class StreamSession:
     Args:
         model: the loaded model (its vision tower encodes, its LLM answers).
         source: a `VideoSource` or anything `open_source` takes (file, URL, /dev/videoN, folder, .safetensors).
-        fps: frames per second taken from the source.
+        fps: frames per second taken from the source (None: every frame); `"auto"`: 1, or a feature file's
+            own times.
         speed: 1 real time, 2 twice as fast, 0 as fast as possible (files only; nothing is dropped).
         memory: the memory to write (default: a new one of `memory_config`).
         memory_config: the memory's sizes (default: the model's, `model.memory_config()`).
@@ -85,7 +86,7 @@ class StreamSession:
         model: VStream,
         source: VideoSource | str | os.PathLike,
         *,
-        fps: float | None = 1.0,
+        fps: float | str | None = AUTO,
         speed: float = 1.0,
         memory: BaseMemory | None = None,
         memory_config: MemoryConfig | None = None,
@@ -108,7 +109,7 @@ class StreamSession:
             if isinstance(self.source, FileSource):  # a file continues after the last frame in the memory
                 self.source.start = self.memory.latest_time + 1e-3
             else:  # anything else restarts at 0: its times continue after the memory's
-                offset = self.memory.latest_time + 1.0 / (fps or 1.0)
+                offset = self.memory.latest_time + 1.0 / (getattr(self.source, "fps", None) or 1.0)
         self.metrics = Metrics()
         self.frame_handler = FrameHandler(
             self.source,

@@ -29,6 +29,7 @@ import numpy as np
 from torch import Tensor
 
 from vstream.errors import SourceError
+from vstream.features import FEATURE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -298,24 +299,66 @@ class ImageFolderSource(VideoSource):
 
 
 class FeatureFileSource(VideoSource):
-    """Precomputed features (`.safetensors`, STAR.md §5), one frame per row at `fps` (1 for the released files)."""
+    """Precomputed features (`.safetensors` or `.npy`, STAR.md §5), one frame per row, at the times the file
+    stores; a file that stores none is played at `fps` (default 1, as the released files are)."""
 
-    def __init__(self, path: str | os.PathLike, fps: float = 1.0) -> None:
-        from vstream.features import load_features
+    def __init__(self, path: str | os.PathLike, fps: float | None = None) -> None:
+        from vstream.features import read_feature_clip
 
         self.name = str(path)
-        self.features = load_features(path)
-        self.fps = fps
+        clip = read_feature_clip(path)
+        self.features = clip.features
+        self.times = clip.frame_times(fps, name=self.name)
+        self.fps = clip.fps or fps or 1.0
 
     def frames(self) -> Iterator[StreamFrame]:
-        for index, features in enumerate(self.features):
-            yield StreamFrame(time=index / self.fps, features=features, index=index)
+        for index, (features, t) in enumerate(zip(self.features, self.times, strict=True)):
+            yield StreamFrame(time=t, features=features, index=index)
 
 
-def open_source(spec: str | os.PathLike, fps: float | None = 1.0, **options: Any) -> VideoSource:
-    """The source a string names: a URL, `/dev/videoN`, a folder of images, a `.safetensors` file, a video file,
-    or `synthetic[:SECONDS]` (a test clip generated on the spot)."""
+class ClipWindow(VideoSource):
+    """The frames of another source from `start` to `end` seconds, times unchanged (a clip of a longer file, as
+    RVS-Movie's `clip_start_time`/`clip_end_time` name it); a video file seeks to `start` instead of decoding up
+    to it."""
+
+    def __init__(self, inner: VideoSource, start: float | None = None, end: float | None = None) -> None:
+        self.inner, self.start, self.end = inner, start, end
+        self.name, self.live, self.fps = inner.name, inner.live, getattr(inner, "fps", None)
+        if isinstance(inner, FileSource) and start:
+            inner.start = start
+
+    def frames(self) -> Iterator[StreamFrame]:
+        frames = self.inner.frames()
+        try:
+            for frame in frames:
+                if self.end is not None and frame.time > self.end + 1e-6:
+                    break
+                if self.start is None or frame.time >= self.start - 1e-6:
+                    yield frame
+        finally:
+            frames.close()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+AUTO = "auto"
+"""As `fps`: 1 frame a second, except for a feature file, which is played at the times it stores."""
+
+
+def open_source(spec: str | os.PathLike, fps: float | str | None = AUTO, **options: Any) -> VideoSource:
+    """The source a string names: a URL, `/dev/videoN`, a folder of images, a feature file, a video file,
+    or `synthetic[:SECONDS]` (a test clip generated on the spot).
+
+    `fps`: frames taken a second (None: every frame); `"auto"`: 1, or a feature file's own times. A number that
+    contradicts a feature file's stored frame rate is an error.
+    """
     text = str(spec)
+    path = Path(text).expanduser()
+    if path.suffix in FEATURE_SUFFIXES and "://" not in text:
+        return FeatureFileSource(path, None if fps == AUTO else fps)
+    if fps == AUTO:
+        fps = 1.0
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme in LIVE_SCHEMES:
         return LiveSource(text, fps, **options)
@@ -328,11 +371,8 @@ def open_source(spec: str | os.PathLike, fps: float | None = 1.0, **options: Any
         return FileSource(synthetic_clip(seconds), fps, **options)
     if text.startswith("/dev/video"):
         return CameraSource(text, fps, **options)
-    path = Path(text).expanduser()
     if path.is_dir():
         return ImageFolderSource(path, fps or 1.0)
-    if path.suffix == ".safetensors":
-        return FeatureFileSource(path, fps or 1.0)
     return FileSource(path, fps, **options)
 
 
