@@ -28,8 +28,9 @@ from vstream.memory import BaseMemory, MemoryConfig, MemorySnapshot, SemanticAtt
 from vstream.model.answer import Answer, AnswerStream
 from vstream.model.configuration_vstream import VStreamConfig
 from vstream.model.engine import Engine, Prompt
+from vstream.model.fingerprint import checkpoint_fingerprint, module_fingerprint
 from vstream.model.generation import GenerationOptions
-from vstream.model.loading import load_pretrained, save_checkpoint
+from vstream.model.loading import load_pretrained, save_checkpoint, weight_files
 from vstream.model.modeling_vstream import VStreamLlamaForCausalLM
 from vstream.model.processing_vstream import VStreamProcessor
 from vstream.model.prompts import Conversation
@@ -42,6 +43,7 @@ class VStream:
     Args:
         llm: the language model (with projector and memory attention); tokenizer: its tokenizer.
         vision: the vision tower (None: answer from precomputed features only); vision_source: where it came from.
+        checkpoint: the folder it was loaded from (None when built in code).
         template: prompt template name (`vicuna_v1` for the released model, `plain` for stage-1 training).
         cache_prefix: let the engine keep the KV cache of [prompt start + memory] for the latest snapshot.
     """
@@ -55,13 +57,14 @@ class VStream:
         template: str = "vicuna_v1",
         vision_source: str | None = None,
         cache_prefix: bool = True,
+        checkpoint: Path | None = None,
     ) -> None:
         if vision is not None and vision.hidden_size != llm.config.mm_hidden_size:
             raise ConfigError(
                 f"mm_hidden_size={llm.config.mm_hidden_size} but the vision tower's hidden size is "
                 f"{vision.hidden_size}: the projector cannot take its features"
             )
-        self.llm, self.vision, self.vision_source = llm, vision, vision_source
+        self.llm, self.vision, self.vision_source, self.checkpoint = llm, vision, vision_source, checkpoint
         self.processor = VStreamProcessor(tokenizer, template)
         self.engine = Engine(llm, tokenizer, cache_prefix=cache_prefix)
         self._vision_lock = threading.Lock()  # not the engine's lock: encoding never holds up a question
@@ -83,7 +86,16 @@ class VStream:
             template=template,
             vision_source=loaded.vision_source,
             cache_prefix=cache_prefix,
+            checkpoint=loaded.folder,
         )
+
+    def fingerprint(self) -> str:
+        """A sha256 of what the answers depend on: the checkpoint's files (weights, config, tokenizer, vision
+        tower), or the weights in memory for a model built in code. File digests are cached by path, time and size.
+        """
+        if self.checkpoint is not None:
+            return checkpoint_fingerprint(self.checkpoint, weight_files(self.checkpoint), self.vision_source)
+        return module_fingerprint(self.llm)
 
     @property
     def config(self) -> VStreamConfig:

@@ -188,13 +188,14 @@ def shows_progress(folder: Path) -> bool:
 
 @dataclass(frozen=True)
 class LoadedCheckpoint:
-    """The parts of a loaded checkpoint: the LLM, its tokenizer, the vision tower (None when not loaded) and where
-    the tower came from."""
+    """The parts of a loaded checkpoint: the LLM, its tokenizer, the vision tower (None when not loaded), where
+    the tower came from, and the checkpoint's folder."""
 
     llm: VStreamLlamaForCausalLM
     tokenizer: Any
     vision: VisionTower | None
     vision_source: str | None
+    folder: Path | None = None
 
 
 def load_pretrained(
@@ -236,7 +237,7 @@ def load_pretrained(
             device=device if device is not None else llm.get_input_embeddings().weight.device,
             progress=shows_progress(folder),
         )
-    return LoadedCheckpoint(llm, load_tokenizer(folder), vision, source)
+    return LoadedCheckpoint(llm, load_tokenizer(folder), vision, source, folder)
 
 
 def save_checkpoint(
