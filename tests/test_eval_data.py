@@ -26,17 +26,19 @@ def test_cut_ego4d_clips_by_seconds_and_resume(tmp_path):
         ClipSpec("clip_a", "raw_ego", start_time=2.0, end_time=5.0),
         ClipSpec("clip_b", "raw_ego.mp4", start_time=6.0, end_time=9.0),
         ClipSpec("clip_c", "missing_video", start_time=0.0, end_time=1.0),
+        ClipSpec("clip_d", "raw_ego", start_time=7.0, end_time=15.0),  # the source ends at 10 s
     ]
     out = tmp_path / "clips"
     counts = cut_clips(clips, source, out)
-    assert counts["cut"] == 2 and len(counts["failed"]) == 1 and "missing_video" in counts["failed"][0]
+    assert counts["cut"] == 3 and len(counts["failed"]) == 1 and "missing_video" in counts["failed"][0]
+    assert counts["short"] == ["clip_d: the source ends at 10.00 s, before the clip's end at 15 s"]
     frames = list(FileSource(out / "clip_a.mp4", fps=None).frames())
     assert len(frames) == 9 and frames[0].time == 0.0 and grey_level(frames[0].image) == 6
     assert grey_level(frames[-1].image) == 14
     (out / ".clip_b.mp4.part.mp4").write_bytes(b"interrupted")  # a half-written clip from an earlier crash
     (out / "clip_b.mp4").unlink()
     again = cut_clips(clips, source, out)
-    assert again["already_cut"] == 1 and again["cut"] == 1
+    assert again["already_cut"] == 2 and again["cut"] == 1 and again["short"] == []
     assert grey_level(next(FileSource(out / "clip_b.mp4", fps=None).frames()).image) == 18
 
 
@@ -46,11 +48,15 @@ def test_cut_movienet_clips_by_shots(tmp_path):
     for shot in range(1, 11):
         for k in range(3):
             Image.fromarray(np.full((8, 8, 3), shot * 10, np.uint8)).save(movie / f"shot_{shot:04d}_img_{k}.jpg")
-    clips = [ClipSpec("tt0001_clip", "tt0001", start_shot=3, end_shot=5)]
+    clips = [
+        ClipSpec("tt0001_clip", "tt0001", start_shot=3, end_shot=5),
+        ClipSpec("tt0001_end", "tt0001", start_shot=9, end_shot=12),  # the movie's last shot is 10
+    ]
     counts = cut_clips(clips, tmp_path / "keyframes", tmp_path / "clips")
     names = sorted(p.name for p in (tmp_path / "clips" / "tt0001_clip").iterdir())
-    assert counts["cut"] == 1 and len(names) == 9 and names[0] == "shot_0003_img_0.jpg"
-    assert cut_clips(clips, tmp_path / "keyframes", tmp_path / "clips")["already_cut"] == 1
+    assert counts["cut"] == 2 and len(names) == 9 and names[0] == "shot_0003_img_0.jpg"
+    assert counts["short"] == ["tt0001_end: 2 of 4 shots have no keyframes (first: 11)"]
+    assert cut_clips(clips, tmp_path / "keyframes", tmp_path / "clips")["already_cut"] == 2
 
 
 def fake_encoder(frames):

@@ -3,7 +3,8 @@
 Ego4D-style clips are cut by seconds (`start_time`, `end_time`) and re-encoded to H.264 MP4; MovieNet-style
 clips are ranges of keyframe shots (`start_shot`, `end_shot`), whose images are copied into a folder per
 clip. Each clip is written under a temporary name and renamed when complete, so a rerun skips finished
-clips and redoes an interrupted one.
+clips and redoes an interrupted one. A clip that comes out shorter than asked (the source ends first) is kept,
+with a warning and its name in the counts: questions about its end would see less than the annotations think.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ SHOT = re.compile(r"shot_(\d+)")
 def cut_clips(clips: list[ClipSpec], source_dir: Path, output_dir: Path) -> dict[str, Any]:
     """Cut every clip not already cut; returns counts (failures are listed, not fatal)."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    counts: dict[str, Any] = {"clips": len(clips), "cut": 0, "already_cut": 0, "failed": []}
+    counts: dict[str, Any] = {"clips": len(clips), "cut": 0, "already_cut": 0, "failed": [], "short": []}
     for clip in tqdm(clips, desc="cut", unit="clip"):
         target = output_dir / (clip.video_id if clip.start_shot is not None else f"{clip.video_id}.mp4")
         if target.exists():
@@ -38,23 +39,27 @@ def cut_clips(clips: list[ClipSpec], source_dir: Path, output_dir: Path) -> dict
             continue
         try:
             if clip.start_shot is not None:
-                _copy_shots(clip, source_dir, target)
+                short = _copy_shots(clip, source_dir, target)
             else:
-                _cut_seconds(clip, source_dir, target)
+                short = _cut_seconds(clip, source_dir, target)
             counts["cut"] += 1
+            if short:
+                log.warning("%s: %s", clip.video_id, short)
+                counts["short"].append(f"{clip.video_id}: {short}")
         except (SourceError, OSError, av.FFmpegError) as exc:
             log.warning("%s: %s", clip.video_id, exc)
             counts["failed"].append(f"{clip.video_id}: {exc}")
     return counts
 
 
-def _cut_seconds(clip: ClipSpec, source_dir: Path, target: Path) -> None:
+def _cut_seconds(clip: ClipSpec, source_dir: Path, target: Path) -> str | None:
+    """Cut the clip; says how much shorter than asked it came out, if it did."""
     source = _find(source_dir, clip.original_video)
     tmp = target.with_name(f".{target.name}.part.mp4")
     frames = FileSource(source, fps=None, start=clip.start_time).frames()
     with av.open(str(source)) as probe:
         rate = probe.streams.video[0].average_rate or Fraction(25)
-    written = 0
+    written, last = 0, clip.start_time
     with av.open(str(tmp), "w") as container:
         stream = container.add_stream("libx264", rate=rate)
         stream.pix_fmt = "yuv420p"
@@ -70,7 +75,7 @@ def _cut_seconds(clip: ClipSpec, source_dir: Path, target: Path) -> None:
             image.pts, image.time_base = round((frame.time - clip.start_time) * 1000), millisecond
             for packet in stream.encode(image):
                 container.mux(packet)
-            written += 1
+            written, last = written + 1, frame.time
         frames.close()
         for packet in stream.encode():
             container.mux(packet)
@@ -78,9 +83,14 @@ def _cut_seconds(clip: ClipSpec, source_dir: Path, target: Path) -> None:
         tmp.unlink(missing_ok=True)
         raise SourceError(f"{source}: no frames between {clip.start_time} s and {clip.end_time} s")
     os.replace(tmp, target)
+    ends = last + 1.0 / float(rate)
+    if ends < clip.end_time - 1.0 / float(rate) - 1e-3:
+        return f"the source ends at {ends:.2f} s, before the clip's end at {clip.end_time:g} s"
+    return None
 
 
-def _copy_shots(clip: ClipSpec, source_dir: Path, target: Path) -> None:
+def _copy_shots(clip: ClipSpec, source_dir: Path, target: Path) -> str | None:
+    """Copy the clip's keyframes; says which shots were not there, if any."""
     folder = source_dir / clip.original_video
     if not folder.is_dir():
         raise SourceError(f"{folder}: no such keyframe folder")
@@ -100,6 +110,11 @@ def _copy_shots(clip: ClipSpec, source_dir: Path, target: Path) -> None:
         except OSError:
             shutil.copy2(path, tmp / path.name)
     os.replace(tmp, target)
+    found = {int(SHOT.search(p.name).group(1)) for p in chosen}
+    absent = [shot for shot in range(clip.start_shot, clip.end_shot + 1) if shot not in found]
+    if absent:
+        return f"{len(absent)} of {clip.end_shot - clip.start_shot + 1} shots have no keyframes (first: {absent[0]})"
+    return None
 
 
 def _find(source_dir: Path, name: str) -> Path:

@@ -14,6 +14,7 @@ Bad records are reported by position and reason, never silently dropped.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -32,6 +33,8 @@ class QAItem:
         start_time, end_time: the span (seconds into the video) the question is about; online benchmarks
             ask it at `end_time`. None when the question is about the whole clip.
         question_type: given by the annotations, else `yes/no` or `open-ended` from the answer.
+        clip_start, clip_end: the part of the video file the stream is made of (RVS-Movie's `clip_start_time`,
+            `clip_end_time`, seconds into the file); None for the whole file. Question times are file times too.
     """
 
     id: str
@@ -42,6 +45,8 @@ class QAItem:
     end_time: float | None = None
     question_type: str = "open-ended"
     duration: float | None = None
+    clip_start: float | None = None
+    clip_end: float | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,8 @@ class Annotations:
     format: str
     items: list[Any] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    digest: str | None = None
+    """sha256 of the file's bytes (16 hex digits): which version of the annotations a result answered."""
 
     def raise_if_problems(self) -> None:
         """An AnnotationError listing every bad record."""
@@ -94,6 +101,7 @@ def load_annotations(path: str | os.PathLike, *, strict: bool = True) -> Annotat
     first = next((r for r in records if isinstance(r, dict)), {})
     parse = _conversations if "conversations" in first else _flat
     result = parse(records, str(path))
+    result.digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     if strict:
         result.raise_if_problems()
     return result
@@ -135,6 +143,7 @@ def _conversations(videos: list, source: str) -> Annotations:
                 raise _Bad("not an object")
             video_id = _text(video, "video_id")
             duration = _number(video, "duration", required=False)
+            clip = _clip(video)
             conversations = video.get("conversations")
             if not isinstance(conversations, list):
                 raise _Bad("'conversations' is missing or not a list")
@@ -143,7 +152,7 @@ def _conversations(videos: list, source: str) -> Annotations:
             continue
         for c, turn in enumerate(conversations):
             try:
-                result.items.append(_item(turn, f"{video_id}#{c}", video_id, duration))
+                result.items.append(_item(turn, f"{video_id}#{c}", video_id, duration, clip))
             except _Bad as bad:
                 result.problems.append(Problem(f"{where}.conversations[{c}]", str(bad)))
     _check_duplicates(result)
@@ -158,14 +167,26 @@ def _flat(records: list, source: str) -> Annotations:
                 raise _Bad("not an object")
             video_id = _text(record, "video_id", aliases=("video_name", "video"))
             question_id = str(record["id"]) if "id" in record else f"{video_id}#{i}"
-            result.items.append(_item(record, question_id, video_id, _number(record, "duration", required=False)))
+            duration = _number(record, "duration", required=False)
+            result.items.append(_item(record, question_id, video_id, duration, _clip(record)))
         except _Bad as bad:
             result.problems.append(Problem(f"record {i}", str(bad)))
     _check_duplicates(result)
     return result
 
 
-def _item(record: Any, question_id: str, video_id: str, duration: float | None) -> QAItem:
+def _clip(record: dict) -> tuple[float | None, float | None]:
+    """`clip_start_time`/`clip_end_time` (RVS-Movie): the part of the video file that makes the stream."""
+    start = _number(record, "clip_start_time", required=False)
+    end = _number(record, "clip_end_time", required=False)
+    if start is not None and end is not None:
+        _check_span(start, end)
+    return start, end
+
+
+def _item(
+    record: Any, question_id: str, video_id: str, duration: float | None, clip: tuple[float | None, float | None]
+) -> QAItem:
     if not isinstance(record, dict):
         raise _Bad("not an object")
     question, answer = _text(record, "question"), _text(record, "answer")
@@ -176,9 +197,8 @@ def _item(record: Any, question_id: str, video_id: str, duration: float | None) 
     if end is not None and duration is not None and end > duration + 1:
         raise _Bad(f"end_time {end} is past the video's duration {duration}")
     kind = record.get("question_type") or record.get("type") or record.get("answer_type")
-    return QAItem(
-        question_id, video_id, question, answer, start, end, str(kind) if kind else infer_type(answer), duration
-    )
+    kind = str(kind) if kind else infer_type(answer)
+    return QAItem(question_id, video_id, question, answer, start, end, kind, duration, *clip)
 
 
 def infer_type(answer: str) -> str:

@@ -22,6 +22,16 @@ def record_key(**parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def content_key(prediction: dict[str, Any]) -> str:
+    """What a verdict judged: the question, the reference answer and the predicted text of a prediction record.
+
+    A verdict counts for a prediction only while this is unchanged, so a regenerated answer is judged again.
+    """
+    return record_key(
+        question=prediction.get("question"), answer=prediction.get("answer"), prediction=prediction.get("prediction")
+    )
+
+
 class JsonlWriter:
     """Appends one JSON object per line, flushed and fsynced, so that a crash loses at most the line being written."""
 
