@@ -94,41 +94,66 @@ def test_a_real_llm_judges_through_the_openai_api(llm_server, tmp_path):
         ('{"pred": "yes", "score": 4.0}', ("yes", 4)),
         ('{"pred": "maybe", "score": 3}', None),
         ('{"pred": "yes", "score": 9}', None),
-        ('{"pred": "yes", "score": 2.5}', None),
+        ('{"pred": "yes", "score": 2.5}', ("yes", 2)),  # truncated, as in the original protocol
         ("Yes, it matches.", None),
         ("", None),
         (None, None),
     ],
 )
 def test_parse_verdict(reply, verdict):
-    assert parse_verdict(reply) == verdict
+    parsed = parse_verdict(reply)
+    assert (None if parsed is None else (parsed.pred, parsed.score)) == verdict
 
 
 def test_report_aggregates_verdicts_and_counts_failures_apart(tmp_path):
+    from vstream.eval.records import content_key
+
     preds = tmp_path / "p.jsonl"
+    common = {"benchmark": "msvd", "mode": "offline", "model": "m@1", "annotations": {"questions": 6}}
     rows = [
-        {"key": "a", "status": "ok", "benchmark": "msvd", "mode": "offline", "question_type": "what"},
-        {"key": "b", "status": "ok", "benchmark": "msvd", "mode": "offline", "question_type": "what"},
-        {"key": "c", "status": "ok", "benchmark": "msvd", "mode": "offline", "question_type": "who"},
-        {"key": "d", "status": "ok", "benchmark": "msvd", "mode": "offline", "question_type": "who"},
-        {"key": "e", "status": "error", "benchmark": "msvd", "mode": "offline", "error": "no video"},
-    ]
+        {"key": "a", "status": "ok", **common, "question_type": "what", "prediction": "A"},
+        {"key": "b", "status": "ok", **common, "question_type": "what", "prediction": "B"},
+        {"key": "c", "status": "ok", **common, "question_type": "who", "prediction": "C"},
+        {"key": "d", "status": "ok", **common, "question_type": "who", "prediction": "D"},
+        {"key": "e", "status": "error", **common, "question_type": "who", "error": "no video"},
+    ]  # the sixth question of the annotations is not predicted yet
     preds.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    by_key = {r["key"]: r for r in rows}
+    judge = {"judge": "judge-x", "prompt": "vstream-judge-v1", "prompt_hash": "h1"}
+    judged = [("a", "yes", 5), ("b", "no", 2), ("c", "yes", 4)]
     verdicts = tmp_path / "v.jsonl"
-    judged = [("a", "yes", 5), ("b", "no", 2), ("c", "yes", 4)]  # d is not judged yet
-    verdicts.write_text(
-        "".join(
-            json.dumps({"key": f"v{k}", "prediction_key": k, "status": "ok", "pred": p, "score": s, "judge": "judge-x"})
-            + "\n"
-            for k, p, s in judged
-        )
-        + json.dumps({"key": "vd", "prediction_key": "d", "status": "unparsed", "judge": "judge-x"})
-    )
+    records = [
+        {"key": f"v{k}", "prediction_key": k, "content": content_key(by_key[k]), "status": "ok", "pred": p, "score": s}
+        for k, p, s in judged
+    ]
+    records.append({"key": "vd", "prediction_key": "d", "content": content_key(by_key["d"]), "status": "unparsed"})
+    records = [{**r, **judge} for r in records]
+    records.append({"key": "old", "prediction_key": "d", "status": "ok", "pred": "yes", "score": 5, "judge": "judge-x"})
+    verdicts.write_text("".join(json.dumps(r) + "\n" for r in records))  # the last: no content, so never scored
     report = build_report([preds], [verdicts])
-    row = report["benchmarks"]["msvd"]
-    assert (row["questions"], row["judged"], row["unjudged"], row["prediction_errors"]) == (4, 3, 1, 1)
+    (row,) = report["rows"]
+    assert (row["model"], row["mode"], row["settings_key"], row["judge"], row["prompt_hash"]) == (
+        "m@1",
+        "offline",
+        "unknown",
+        "judge-x",
+        "h1",
+    )
+    counts = ("questions", "predicted", "prediction_errors", "judged", "judge_errors", "unjudged", "stale_verdicts")
+    assert tuple(row[k] for k in counts) == (6, 4, 1, 3, 1, 0, 1)
+    assert row["coverage"] == {"predicted": pytest.approx(0.6667), "judged": 0.5} and not row["complete"]
     assert row["accuracy"] == pytest.approx(66.67) and row["score"] == pytest.approx(11 / 3, abs=1e-3)
-    assert row["by_type"]["what"] == {"questions": 2, "judged": 2, "unjudged": 0, "accuracy": 50.0, "score": 3.5}
+    assert row["by_type"]["what"] == {
+        "predicted": 2,
+        "prediction_errors": 0,
+        "judged": 2,
+        "judge_errors": 0,
+        "unjudged": 0,
+        "accuracy": 50.0,
+        "score": 3.5,
+    }
+    assert row["by_type"]["who"]["prediction_errors"] == 1 and row["by_type"]["who"]["judge_errors"] == 1
     assert row["paper"] == {"accuracy": 80.3, "score": 3.9, "source": "paper v2 Table 3"}
     markdown = to_markdown(report)
-    assert "| MSVD-QA | 4 | 3 | 66.7 | 3.67 | 80.3 | 3.9 | 1 |" in markdown and "judge-x" in markdown
+    assert "| judge-x (vstream-judge-v1 h1) | 6 | 4 | 1 | 3 | 1 | 0 | 50.0 % ⚠ | 66.7 | 3.67 | 80.3 | 3.9 |" in markdown
+    assert "⚠ row 1: 3 of the 6 questions judged (1 not predicted yet, 1 failed to predict" in markdown
