@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,14 +26,19 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     predict.add_argument("--annotations", type=Path, required=True, help="questions file (any supported format)")
     inputs = predict.add_mutually_exclusive_group(required=True)
     inputs.add_argument("--videos", type=Path, help="folder of <video_id>.mp4 (or other video files, or folders)")
-    inputs.add_argument("--features", type=Path, help="folder of <video_id>.safetensors feature files")
+    inputs.add_argument("--features", type=Path, help="folder of <video_id>.safetensors (or .npy) feature files")
     predict.add_argument("--output", type=Path, required=True, help="predictions JSONL (appended, resumed)")
     predict.add_argument("--mode", choices=["online", "offline"], help="default: the benchmark's")
-    predict.add_argument("--realtime", action="store_true", help="online: play the videos in real time")
+    predict.add_argument(
+        "--realtime",
+        action="store_true",
+        help="online: play the videos in real time (answers then depend on the machine's speed; default: a "
+        "simulated clock, the same answers on every run)",
+    )
     predict.add_argument("--num-chunks", type=int, default=None, help="shards (default: $WORLD_SIZE or 1)")
     predict.add_argument("--chunk-idx", type=int, default=None, help="this shard (default: $RANK or 0)")
     predict.add_argument("--limit", type=int, default=None, help="answer at most this many questions in this run")
-    add_model_arguments(predict, speed=0.0)
+    add_model_arguments(predict, speed=None)
 
     judge = sub.add_parser("judge", help="judge predictions with an LLM through an OpenAI-compatible endpoint")
     judge.add_argument("predictions", type=Path, help="predictions JSONL")
@@ -44,12 +50,27 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     judge.add_argument("--attempts", type=int, default=5, help="tries per prediction")
     judge.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     judge.add_argument("--no-json-schema", action="store_true", help="do not ask the server to force JSON replies")
+    judge.add_argument(
+        "--judge-prompt",
+        type=Path,
+        metavar="FILE",
+        help="a prompt of your own: JSON with 'version', 'system' and a 'user' template of {question}, {answer}, "
+        "{prediction} (default: vstream's own prompt)",
+    )
 
-    report = sub.add_parser("report", help="accuracy and score per benchmark and question type, with the paper's")
+    report = sub.add_parser(
+        "report", help="accuracy and score per run, judge and question type, with every count and the paper's"
+    )
     report.add_argument("predictions", type=Path, nargs="+", help="predictions JSONL files")
     report.add_argument("--verdicts", type=Path, nargs="*", help="verdicts files (default: beside each predictions)")
+    report.add_argument("--model", help="only this model (its name, or name@fingerprint)")
+    report.add_argument("--judge", help="only the verdicts of this judge model")
+    report.add_argument("--mode", choices=["online", "offline"], help="only the runs in this mode")
     report.add_argument("--json", type=Path, help="also write the report as JSON here")
     report.add_argument("--markdown", type=Path, help="also write the Markdown here")
+    report.add_argument(
+        "--plot", type=Path, help="also draw accuracy and score per question type (PNG; needs matplotlib)"
+    )
 
     merge = sub.add_parser("merge", help="merge the shards of a sharded predictions run into one file")
     merge.add_argument("shards", type=Path, nargs="+")
@@ -61,8 +82,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from vstream.errors import ConfigError
     from vstream.eval.datasets import load_annotations
-    from vstream.eval.predict import PredictConfig, model_fingerprint, run_predict
+    from vstream.eval.predict import PredictConfig, failures_of_all_shards, run_predict, warn_without_gpu
 
     num_chunks, chunk_idx = _shard(args)
     config = PredictConfig(
@@ -80,16 +102,29 @@ def _predict(args: argparse.Namespace) -> int:
     )  # its checks come before any work; the memory config needs the model
     flags = memory_flags(args)
     annotations = load_annotations(args.annotations)
+    no_gpu = warn_without_gpu(args.model, args.device)
+    if no_gpu:
+        raise ConfigError(no_gpu)
     model = load_model_from_args(args)
     config = replace(config, memory=model.memory_config().replace(**flags))
-    counts = run_predict(model, annotations.items, config, model_fingerprint(args.model, model))
+    counts = run_predict(model, annotations, config, args.model)
     print(json.dumps(counts))
+    failed = failures_of_all_shards(counts["errors"])
+    if failed:
+        where = "" if failed == counts["errors"] else f" ({counts['errors']} in this shard)"
+        print(
+            f"vstream eval predict: {failed} questions failed{where}; their records say why, a rerun retries them",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
 def _judge(args: argparse.Namespace) -> int:
     from vstream.eval.judge import judge_config_from_environment, run_judge, verdict_paths
+    from vstream.eval.judge_prompt import DEFAULT_PROMPT, load_judge_prompt
 
+    prompt = load_judge_prompt(args.judge_prompt) if args.judge_prompt else DEFAULT_PROMPT  # checked before any request
     config = judge_config_from_environment(
         args.base_url,
         args.model,
@@ -98,6 +133,7 @@ def _judge(args: argparse.Namespace) -> int:
         attempts=args.attempts,
         timeout=args.timeout,
         json_schema=not args.no_json_schema,
+        prompt=prompt,
     )
     counts = run_judge(args.predictions, args.verdicts or verdict_paths(args.predictions), config)
     print(json.dumps(counts))
@@ -106,22 +142,35 @@ def _judge(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from vstream.eval.judge import verdict_paths
-    from vstream.eval.report import build_report, to_markdown
+    from vstream.eval.report import build_report, runs_note, to_markdown
 
+    if args.plot:
+        from vstream.eval.report_plot import require_matplotlib
+
+        require_matplotlib()  # before any work: a missing extra is one clear line
     verdicts = args.verdicts if args.verdicts else [verdict_paths(p) for p in args.predictions]
-    report = build_report(args.predictions, verdicts)
+    report = build_report(args.predictions, verdicts, model=args.model, judge=args.judge, mode=args.mode)
+    note = runs_note(report)
+    if note:
+        print(note, file=sys.stderr)
     markdown = to_markdown(report)
     print(markdown, end="")
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+        args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     if args.markdown:
         args.markdown.write_text(markdown)
+    if args.plot:
+        from vstream.eval.report_plot import save_plot
+
+        save_plot(report, args.plot)
     return 0
 
 
 def _merge(args: argparse.Namespace) -> int:
+    from vstream.eval.predict import check_shards
     from vstream.eval.records import merge_jsonl
 
+    check_shards(args.shards)
     print(json.dumps({"records": merge_jsonl(args.shards, args.output), "output": str(args.output)}))
     return 0
 
