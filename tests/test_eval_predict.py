@@ -57,6 +57,7 @@ def test_two_online_runs_of_one_command_from_a_video_give_the_same_file(tmp_path
     record = runs[0][-1]
     settings = record["settings"]  # what made the answer, in the clear
     assert settings["fps"] == 2.0 and settings["realtime"] is False and settings["mode"] == "online"
+    assert settings["input"] == "videos"
     assert settings["options"]["max_new_tokens"] == 12 and settings["memory"]["temporal_clusters"] > 0
     assert settings["vstream_version"] and record["model"] == settings["model"]
     assert record["model"].startswith("tiny-random@") and len(settings["weights"]) == 64
@@ -86,6 +87,7 @@ def test_features_stored_at_half_fps_are_answered_at_their_own_times(tiny_model,
     counts = run_predict(tiny_model, items, config, "tiny")
     assert counts["answered"] == 2 and counts["errors"] == 0
     records = read_jsonl(config.output)
+    assert records[0]["settings"]["fps"] is None and records[0]["settings"]["input"] == "features"
     if mode == "online":  # the question at 60 s sees the frames up to 60 s: 31 frames, the newest at 60 s
         assert [(r["latest_frame_time"], r["frames_seen"]) for r in records] == [(60.0, 31), (100.0, 51)]
     else:  # the whole clip: 60 frames, the last at 118 s
@@ -166,6 +168,8 @@ def test_predict_refuses_speed_and_a_hub_model_without_a_gpu(tmp_path, env):
     hub = vstream_cli(env, *common, "--model", "IVGSZ/Flash-VStream-7b")
     assert hub.returncode == 2 and "no GPU here" in hub.stderr and "--device cpu" in hub.stderr
     assert len(hub.stderr.strip().splitlines()) == 1 and not (tmp_path / "p.jsonl").exists()
+    insisted = vstream_cli(env, *common, "--model", "IVGSZ/Flash-VStream-7b", "--device", "cpu")
+    assert insisted.returncode != 0 and "no GPU here" not in insisted.stderr  # then the Hub is out of reach here
 
 
 def test_merge_refuses_an_incomplete_set_of_shards(tmp_path, env):

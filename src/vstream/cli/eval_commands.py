@@ -84,7 +84,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from vstream.errors import ConfigError
     from vstream.eval.datasets import load_annotations
-    from vstream.eval.predict import PredictConfig, failures_of_all_shards, run_predict, warn_without_gpu
+    from vstream.eval.predict import PredictConfig, failures_of_all_shards, hub_model_without_gpu, run_predict
 
     num_chunks, chunk_idx = _shard(args)
     config = PredictConfig(
@@ -102,7 +102,7 @@ def _predict(args: argparse.Namespace) -> int:
     )  # its checks come before any work; the memory config needs the model
     flags = memory_flags(args)
     annotations = load_annotations(args.annotations)
-    no_gpu = warn_without_gpu(args.model, args.device)
+    no_gpu = hub_model_without_gpu(args.model, args.device)
     if no_gpu:
         raise ConfigError(no_gpu)
     model = load_model_from_args(args)

@@ -148,7 +148,8 @@ def run_settings(model: VStream, config: PredictConfig, model_name: str) -> dict
         "model_name": model_name,
         "weights": weights,
         "mode": config.mode,
-        "fps": config.fps,
+        "input": "videos" if config.videos is not None else "features",
+        "fps": config.fps if config.fps is not None or config.videos is None else DEFAULT_FPS,
         "realtime": config.realtime,
         "memory": config.memory.to_dict() if config.memory else None,
         "options": asdict(config.options),
@@ -332,11 +333,10 @@ def check_shards(paths: Sequence[str | os.PathLike]) -> None:
         raise ConfigError(f"shards named twice or out of range: {sorted(indices)} of {count}")
 
 
-def warn_without_gpu(model: str, device: str | None) -> str | None:
-    """A warning to print before a large model from the Hub is downloaded to run on a machine without a GPU."""
-    if model == "tiny-random" or Path(model).expanduser().is_dir() or torch.cuda.is_available():
-        return None
-    if device is not None and device != "cpu":
+def hub_model_without_gpu(model: str, device: str | None) -> str | None:
+    """Why not to download a model from the Hub to run it on a machine without a GPU (None: go ahead); the
+    command refuses with it, before any download, unless `--device cpu` insists."""
+    if model == "tiny-random" or Path(model).expanduser().is_dir() or torch.cuda.is_available() or device:
         return None
     return (
         f"no GPU here: {model} would be downloaded from the Hugging Face Hub and run on the CPU, which takes "

@@ -189,7 +189,11 @@ def _settings_summary(settings: dict | None, everyone: list[dict | None]) -> str
     if not settings:
         return "unknown (written by an older vstream)"
     fps = settings.get("fps")
-    parts = [f"fps {fps:g}" if isinstance(fps, (int, float)) else "fps of the features"]
+    parts = [
+        f"{settings['input']}" if settings.get("input") else "",
+        f"fps {fps:g}" if isinstance(fps, (int, float)) else "the features' own times",
+    ]
+    parts = [part for part in parts if part]
     if settings.get("mode") == "online":
         parts.append("real time" if settings.get("realtime") else "simulated clock")
     memory = settings.get("memory") or {}
