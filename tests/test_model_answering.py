@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -138,6 +140,10 @@ def test_answers_from_a_features_file(tiny_model, tmp_path):
         tiny_model.answer_features(tmp_path / "broken.safetensors", "What?")
     save_features(tmp_path / "image.safetensors", features[0])
     assert load_features(tmp_path / "image.safetensors").shape == (1, 16, 32)
+    times = [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0]  # extracted at 0.5 fps: the file says so
+    save_features(tmp_path / "slow.safetensors", features, {"fps": "0.5", "times": json.dumps(times)})
+    slow = tiny_model.answer_features(tmp_path / "slow.safetensors", "What?", options=FIXED)
+    assert slow.latest_frame_time == 16.0 and from_file.latest_frame_time == 8.0
 
 
 @pytest.mark.parametrize(

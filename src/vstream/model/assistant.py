@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from vstream.errors import ConfigError, GenerationError
-from vstream.features import load_features
+from vstream.features import read_feature_clip
 from vstream.memory import BaseMemory, MemoryConfig, MemorySnapshot, SemanticAttention, build_memory, offline_readout
 from vstream.model.answer import Answer, AnswerStream
 from vstream.model.configuration_vstream import VStreamConfig
@@ -195,10 +195,13 @@ class VStream:
         options: GenerationOptions | None = None,
         config: MemoryConfig | None = None,
     ) -> Answer:
-        """Answer about a whole clip given as features `(T, P, D)` or a features file (STAR.md §5)."""
+        """Answer about a whole clip given as features `(T, P, D)` (at 1 fps) or a features file (STAR.md §5, at the
+        times it stores)."""
+        times = None
         if not isinstance(features, Tensor):
-            features = load_features(features)
-        return self.answer(self.clip_snapshot(features, config=config), question, options=options)
+            clip = read_feature_clip(features)
+            features, times = clip.features, clip.frame_times(name=str(features))
+        return self.answer(self.clip_snapshot(features, times, config=config), question, options=options)
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
         """Write a checkpoint in the released layout; a local vision tower is copied beside it as `vision_tower/`."""
