@@ -47,12 +47,14 @@ class PromptTemplate:
             if self.style != "plain":
                 user = f"{IMAGE_PLACEHOLDER}\n{question}" if i == 0 else question
                 text += f"{self.roles[0]}: {user}{self.sep}{self.roles[1]}:"
-                if answer is not None:
-                    text += " "
             if answer is not None:
+                # The space after `ASSISTANT:` is the answer's: the prompt ends at the colon, so the model writes it
+                # (a token of its own before a digit or a rare word), and is trained to.
+                start = len(text)
+                text += "" if self.style == "plain" else " "
                 end = self.sep if self.style == "plain" else self.sep2
-                targets.append((len(text), len(text) + len(answer) + len(end)))
                 text += answer + end
+                targets.append((start, len(text)))
         return RenderedPrompt(text, tuple(targets))
 
 
