@@ -26,6 +26,7 @@ def _lazy(module: str, name: str) -> Callable:
 EVAL = "vstream.cli.eval_commands"
 STREAM = "vstream.cli.stream_commands"
 MODEL = "vstream.cli.model_commands"
+TRAIN = "vstream.cli.train_commands"
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None], str]] = {
     "ask": (
@@ -46,7 +47,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argpars
     "data": (
         _lazy(EVAL, "cmd_data"),
         _lazy(EVAL, "add_data_arguments"),
-        "benchmark data: check annotation files, cut source videos into clips",
+        "data: check benchmark annotations and training files, cut source videos into clips",
     ),
     "extract-features": (
         _lazy(EVAL, "cmd_extract"),
@@ -62,6 +63,16 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argpars
         _lazy(MODEL, "cmd_inspect"),
         _lazy(MODEL, "add_inspect_arguments"),
         "show what a checkpoint is (architecture, parameters, memory, tokens)",
+    ),
+    "train": (
+        _lazy(TRAIN, "cmd_train"),
+        _lazy(TRAIN, "add_train_arguments"),
+        "train Flash-VStream (stage 1 or 2, full or LoRA) from one YAML run file",
+    ),
+    "merge-lora": (
+        _lazy(TRAIN, "cmd_merge_lora"),
+        _lazy(TRAIN, "add_merge_lora_arguments"),
+        "fold a LoRA adapter saved by `vstream train` into a full checkpoint",
     ),
     "make-tiny-model": (
         _lazy(MODEL, "cmd_make_tiny_model"),

@@ -41,3 +41,7 @@ class SessionError(VStreamError):
 
 class AnnotationError(VStreamError):
     """A benchmark's annotation file cannot be read, or has bad records (all of them listed)."""
+
+
+class TrainingDataError(VStreamError):
+    """Training data cannot be read, or has bad records (all of them listed, with their position and reason)."""

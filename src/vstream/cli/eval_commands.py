@@ -177,8 +177,14 @@ def _merge(args: argparse.Namespace) -> int:
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="STEP", required=True)
-    check = sub.add_parser("check", help="validate annotation files and list every bad record")
+    check = sub.add_parser(
+        "check", help="validate benchmark annotations or LLaVA-format training files and list every bad record"
+    )
     check.add_argument("files", type=Path, nargs="+")
+    media = "training files: check that each record's media is found (feature files: and their shapes) in"
+    check.add_argument("--features", type=Path, metavar="DIR", help=f"{media} DIR of .safetensors/.npy features")
+    check.add_argument("--videos", type=Path, metavar="DIR", help=f"{media} DIR of videos and image folders")
+    check.add_argument("--images", type=Path, metavar="DIR", help=f"{media} DIR of images")
     cut = sub.add_parser("cut", help="cut source videos (or keyframe folders) into clips by their metadata")
     cut.add_argument("--metadata", type=Path, required=True, help="clip metadata (video_id, original_video, ...)")
     cut.add_argument("--source-dir", type=Path, required=True, help="where the original videos or keyframes are")
@@ -190,16 +196,26 @@ def cmd_data(args: argparse.Namespace) -> int:
     from vstream.eval.datasets import load_annotations, load_clip_metadata
 
     if args.data_command == "check":
+        from vstream.errors import TrainingDataError
+        from vstream.train.data import MediaRoots, is_llava, read_records, validate_records
+
+        given = (args.features, args.videos, args.images)
+        roots = MediaRoots(*given) if any(given) else None  # no roots: the records' structure only
         bad = 0
         for path in args.files:
-            annotations = load_annotations(path, strict=False)
-            print(
-                f"{path}: {len(annotations.items)} questions ({annotations.format}), "
-                f"{len(annotations.problems)} bad records"
-            )
-            for problem in annotations.problems:
+            try:
+                records = read_records(path)
+            except TrainingDataError:
+                records = []  # load_annotations reports what is wrong with the file, as it always did
+            if is_llava(records):
+                checked = validate_records(records, str(path), roots)
+                print(f"{path}: {len(checked.items)} training records (llava), {len(checked.problems)} bad records")
+            else:
+                checked = load_annotations(path, strict=False)
+                print(f"{path}: {len(checked.items)} questions ({checked.format}), {len(checked.problems)} bad records")
+            for problem in checked.problems:
                 print(f"  {problem}")
-            bad += len(annotations.problems)
+            bad += len(checked.problems)
         return 1 if bad else 0
     clips = load_clip_metadata(args.metadata).items
     counts = cut_clips(clips, args.source_dir, args.output_dir)
