@@ -30,7 +30,7 @@ from vstream.model.configuration_vstream import VStreamConfig
 from vstream.model.engine import Engine, Prompt
 from vstream.model.fingerprint import checkpoint_fingerprint, module_fingerprint
 from vstream.model.generation import GenerationOptions
-from vstream.model.loading import load_pretrained, save_checkpoint, weight_files
+from vstream.model.loading import adapter_base, load_pretrained, save_checkpoint, weight_files
 from vstream.model.modeling_vstream import VStreamLlamaForCausalLM
 from vstream.model.processing_vstream import VStreamProcessor
 from vstream.model.prompts import Conversation
@@ -91,9 +91,9 @@ class VStream:
 
     def fingerprint(self) -> str:
         """A sha256 of what the answers depend on: the checkpoint's files (weights, config, tokenizer, vision
-        tower), or the weights in memory for a model built in code. File digests are cached by path, time and size.
-        """
-        if self.checkpoint is not None:
+        tower; their digests cached by path, time and size), or the weights in memory for a model built in code or
+        merged from a LoRA adapter."""
+        if self.checkpoint is not None and adapter_base(self.checkpoint) is None:
             return checkpoint_fingerprint(self.checkpoint, weight_files(self.checkpoint), self.vision_source)
         return module_fingerprint(self.llm)
 

@@ -224,6 +224,18 @@ def load_pretrained(
     """
     device, dtype = resolve_device_dtype(device, resolve_dtype(dtype, torch_dtype), device_map=device_map)
     folder = resolve_checkpoint(name_or_path)
+    base = adapter_base(folder)
+    if base is not None:  # a LoRA checkpoint of `vstream train`: its base, with the adapter folded in
+        return load_with_adapter(
+            folder,
+            base,
+            dtype=dtype,
+            device=device,
+            device_map=device_map,
+            vision_tower=vision_tower,
+            load_vision=load_vision,
+            quantization=quantization,
+        )
     config = load_config(folder)
     llm = load_llm(folder, config, dtype=dtype, device=device, device_map=device_map, quantization=quantization)
     vision, source = None, None
@@ -238,6 +250,51 @@ def load_pretrained(
             progress=shows_progress(folder),
         )
     return LoadedCheckpoint(llm, load_tokenizer(folder), vision, source, folder)
+
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def adapter_base(folder: Path) -> str | None:
+    """The base checkpoint a LoRA adapter folder names (None when `folder` is a whole checkpoint)."""
+    path = folder / ADAPTER_CONFIG
+    if not path.is_file():
+        return None
+    try:
+        base = json.loads(path.read_text())["base_model_name_or_path"]
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: not a LoRA adapter config ({exc})") from exc
+    if not base:
+        raise CheckpointError(f"{path} names no base checkpoint; give it with --base")
+    return str(base)
+
+
+def load_with_adapter(folder: Path, base: str, **options: Any) -> LoadedCheckpoint:
+    """The base checkpoint with the LoRA adapter of `folder` merged into its LLM (peft, `pip install vstream[train]`);
+    the adapter folder's own tokenizer and vision tower, when it has them, are used."""
+    try:
+        from peft import PeftModel
+    except ImportError as exc:
+        raise CheckpointError(
+            f"{folder} is a LoRA adapter: loading it needs peft (pip install 'vstream[train]')"
+        ) from exc
+    loaded = load_pretrained(base, **options)
+    try:
+        llm = PeftModel.from_pretrained(loaded.llm, folder).merge_and_unload()
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{folder}: cannot apply the LoRA adapter to {base} ({exc})") from exc
+    tokenizer = load_tokenizer(folder) if (folder / "tokenizer_config.json").is_file() else loaded.tokenizer
+    return LoadedCheckpoint(llm, tokenizer, loaded.vision, loaded.vision_source, folder)
+
+
+def merge_lora(adapter: str | os.PathLike, output: str | os.PathLike, *, base: str | None = None) -> Path:
+    """Fold a LoRA adapter into its base and write a whole checkpoint in the released layout."""
+    folder = resolve_checkpoint(adapter)
+    base = base or adapter_base(folder)
+    if base is None:
+        raise CheckpointError(f"{folder}: no {ADAPTER_CONFIG}: not a LoRA adapter")
+    loaded = load_with_adapter(folder, base, dtype=torch.float32, device="cpu")
+    return save_checkpoint(output, loaded.llm, loaded.tokenizer, loaded.vision_source)
 
 
 def save_checkpoint(

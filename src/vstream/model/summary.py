@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -11,7 +12,14 @@ import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from vstream.errors import CheckpointError
-from vstream.model.loading import check_weights, load_config, load_tokenizer, resolve_checkpoint
+from vstream.model.loading import (
+    ADAPTER_CONFIG,
+    adapter_base,
+    check_weights,
+    load_config,
+    load_tokenizer,
+    resolve_checkpoint,
+)
 from vstream.model.vision import resolve_vision_tower
 
 PARTS = {"projector": "model.mm_projector.", "abstract_memory_attention": "model.attention_model."}
@@ -26,6 +34,12 @@ def describe_checkpoint(
     loads the tokenizer and the vision tower's config; reads no weight values.
     """
     folder = resolve_checkpoint(name_or_path)
+    base = adapter_base(folder)
+    if base is not None:  # a LoRA checkpoint: its base, and what the adapter changes
+        adapter = json.loads((folder / ADAPTER_CONFIG).read_text())
+        info = describe_checkpoint(base, vision_tower=vision_tower)
+        keys = ("r", "lora_alpha", "target_modules", "modules_to_save")
+        return {**info, "checkpoint": str(name_or_path), "adapter": {k: adapter.get(k) for k in keys}}
     config = load_config(folder)
     report = check_weights(folder, config)
     report.raise_if_wrong(folder)
