@@ -257,6 +257,8 @@ def test_a_training_sample_is_the_inference_prompt_followed_by_its_answer(tiny_m
         ({"learning_rate": "fast"}, "learning_rate: expected a number"),
         ({"data": {"files": ["x.json"], "fps": 0}}, "data.fps must be > 0"),
         ({"deepspeed": "zero9"}, "neither a shipped config"),
+        ({"deepspeed": "{zero3}"}, "ZeRO stage 3"),
+        ({"fsdp": True}, "fsdp is not supported yet"),
         ({"precision": "fp8"}, "precision: 'fp8' is not one of"),
     ],
 )
@@ -264,6 +266,9 @@ def test_a_wrong_run_file_is_one_error_before_any_work(tmp_path, capsys, change,
     from vstream.__main__ import main
 
     write_feature_set(tmp_path, count=1)
+    (tmp_path / "zero3.json").write_text(json.dumps({"zero_optimization": {"stage": 3}}))
+    if change.get("deepspeed") == "{zero3}":
+        change = {"deepspeed": str(tmp_path / "zero3.json")}
     assert main(["train", str(run_file(tmp_path, "tiny-random", **change))]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
@@ -299,7 +304,7 @@ def test_presets_and_deepspeed_configs_are_complete():
     assert stage1.prompt_template == "plain" and stage2.prompt_template == "vicuna_v1"
     assert load_train_config("stage2_lora").lora.r == 128 and load_train_config("tiny_cpu").device == "cpu"
     assert stage2.accumulation_steps(2) == 4  # fewer GPUs: more accumulation, the same global batch
-    for name, stage in (("zero0", 0), ("zero1", 1), ("zero2", 2), ("zero3", 3), ("zero3_offload", 3)):
+    for name, stage in (("zero0", 0), ("zero1", 1), ("zero2", 2), ("zero2_offload", 2)):
         config = json.loads((DEEPSPEED_CONFIGS / f"{name}.json").read_text())
         assert config["zero_optimization"]["stage"] == stage and config["train_batch_size"] == "auto"
     with pytest.raises(ConfigError, match="not a multiple"):

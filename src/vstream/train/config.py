@@ -17,6 +17,7 @@ other is a `ConfigError` that names the field.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import types
 import typing
@@ -74,8 +75,10 @@ class TrainConfig:
         model: the checkpoint to start from (a folder, a Hub id, or `tiny-random`).
         global_batch_size: samples per optimizer step over all processes; reached with gradient accumulation
             (global = per_device × processes × accumulation, which must divide exactly).
-        deepspeed: `zero0`, `zero1`, `zero2`, `zero3`, `zero3_offload` (shipped configs) or a JSON file.
-        fsdp: shard the model with PyTorch FSDP instead (when DeepSpeed is not installed).
+        deepspeed: `zero0`, `zero1`, `zero2`, `zero2_offload` (shipped configs) or a JSON file. ZeRO-3 is refused
+            for now: it partitions the memory attention's q/k weights, which the memory reads directly.
+        fsdp: PyTorch FSDP; refused for now: the prompt and the memory are embedded outside the LLM's forward,
+            where FSDP holds only shards of the weights (use DDP or DeepSpeed ZeRO 0-2).
         too_long: a sample longer than `model_max_length` is cut at the end (`truncate`) or left out (`drop`);
             either way it is counted before training starts.
         memory: memory sizes to change from the model's (MemoryConfig field names).
@@ -133,8 +136,11 @@ class TrainConfig:
             raise ConfigError(f"epochs must be > 0, got {self.epochs}")
         if self.stage == 1 and self.lora is not None:
             raise ConfigError("lora is for stage 2: stage 1 trains only the projector and the memory attention")
-        if self.deepspeed is not None and self.fsdp:
-            raise ConfigError("choose deepspeed or fsdp, not both")
+        if self.fsdp:
+            raise ConfigError(
+                "fsdp is not supported yet: the prompt and the memory are embedded outside the LLM's forward, where "
+                "FSDP holds only shards of the weights; use DDP (the default) or deepspeed: zero2"
+            )
         if self.precision == "fp32" and self.lora is not None and self.lora.quantize:
             raise ConfigError("lora.quantize (QLoRA) computes in bf16 or fp16: set precision to bf16 or fp16")
         if self.data.fps <= 0:
@@ -165,10 +171,18 @@ class TrainConfig:
         if self.deepspeed is None:
             return None
         shipped = DEEPSPEED_CONFIGS / f"{self.deepspeed}.json"
-        if shipped.is_file():
-            return str(shipped)
-        if Path(self.deepspeed).is_file():
-            return self.deepspeed
+        path = shipped if shipped.is_file() else Path(self.deepspeed)
+        if path.is_file():
+            try:
+                stage = json.loads(path.read_text()).get("zero_optimization", {}).get("stage", 0)
+            except (ValueError, AttributeError) as exc:
+                raise ConfigError(f"deepspeed: {path} is not a DeepSpeed JSON config ({exc})") from exc
+            if stage == 3:
+                raise ConfigError(
+                    f"deepspeed: {path} is ZeRO stage 3, which partitions the memory attention's q/k weights that "
+                    "the memory reads directly: not supported yet; use zero2 or zero2_offload"
+                )
+            return str(path)
         names = sorted(p.stem for p in DEEPSPEED_CONFIGS.glob("*.json"))
         raise ConfigError(f"deepspeed: {self.deepspeed!r} is neither a shipped config ({', '.join(names)}) nor a file")
 

@@ -1,4 +1,4 @@
-"""The training run on Hugging Face `Trainer`: DeepSpeed, FSDP, DDP, gradient accumulation and checkpointing
+"""The training run on Hugging Face `Trainer`: DDP, DeepSpeed, gradient accumulation and checkpointing
 come from it; vstream adds what is its own: which parts learn, how a batch becomes the LLM's inputs, and
 checkpoints in the released layout.
 
@@ -191,9 +191,6 @@ def training_arguments(config: TrainConfig, accumulation: int):
         options["warmup_ratio"] = config.warmup_ratio
     else:
         options["warmup_steps"] = config.warmup_ratio
-    if config.fsdp:
-        options["fsdp"] = "full_shard auto_wrap"
-        options["fsdp_config"] = {"transformer_layer_cls_to_wrap": ["LlamaDecoderLayer"]}
     if on_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         options["ddp_backend"] = "gloo"  # processes on CPUs talk through gloo
     return TrainingArguments(**options)
