@@ -16,13 +16,9 @@ from vstream.errors import TrainingDataError
 from vstream.features import save_features
 from vstream.model.processing_vstream import IGNORE_INDEX, VStreamProcessor
 from vstream.stream.sources import open_source
-from vstream.train.data import (
-    MediaRoots,
-    TrainingDataset,
-    collate_samples,
-    load_training_records,
-    validate_records,
-)
+from vstream.train.data import TrainingDataset, collate_samples
+from vstream.train.media import MediaRoots
+from vstream.train.records import load_training_records, validate_records
 
 from conftest import encode_video, random_frames
 

@@ -197,7 +197,8 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     if args.data_command == "check":
         from vstream.errors import TrainingDataError
-        from vstream.train.data import MediaRoots, is_llava, read_records, validate_records
+        from vstream.train.media import MediaRoots
+        from vstream.train.records import is_llava, read_records, validate_records
 
         given = (args.features, args.videos, args.images)
         roots = MediaRoots(*given) if any(given) else None  # no roots: the records' structure only

@@ -27,7 +27,9 @@ from vstream.memory import MemoryConfig, offline_readout
 from vstream.model import VStream
 from vstream.model.processing_vstream import IGNORE_INDEX, VStreamProcessor
 from vstream.train.config import TrainConfig
-from vstream.train.data import MediaRoots, TrainingDataset, collate_samples, load_training_records
+from vstream.train.data import TrainingDataset, collate_samples
+from vstream.train.media import MediaRoots
+from vstream.train.records import load_training_records
 
 log = logging.getLogger(__name__)
 
