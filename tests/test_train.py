@@ -166,6 +166,8 @@ def test_lora_changes_only_the_adapter_until_merged(tiny_checkpoint, tmp_path):
     from_adapter = VStream.from_pretrained(out).answer_features(features, "What colour?", options=SHORT).text
     from_merged = VStream.from_pretrained(merged).answer_features(features, "What colour?", options=SHORT).text
     assert from_adapter == from_merged
+    asked = vstream_cli("ask", str(features), "--model", str(out), "--at", "5", "What colour?", "--max-new-tokens", "4")
+    assert asked.returncode == 0, asked.stderr[-2000:]
     inspected = vstream_cli("inspect", str(out), "--json")
     assert inspected.returncode == 0 and json.loads(inspected.stdout)["adapter"]["r"] == 4
 

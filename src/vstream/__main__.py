@@ -79,6 +79,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argpars
         _lazy(MODEL, "add_tiny_arguments"),
         "write a tiny random checkpoint (answers are nonsense)",
     ),
+    "init-checkpoint": (
+        _lazy(MODEL, "cmd_init_checkpoint"),
+        _lazy(MODEL, "add_init_checkpoint_arguments"),
+        "make the stage-1 starting checkpoint: a LLaMA LLM, a CLIP tower, a new projector and attention",
+    ),
 }
 
 

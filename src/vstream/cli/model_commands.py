@@ -1,11 +1,16 @@
-"""`vstream memory`, `inspect` and `make-tiny-model`: what a memory or a checkpoint is, and a tiny checkpoint."""
+"""`vstream memory`, `inspect`, `make-tiny-model` and `init-checkpoint`: what a memory or a checkpoint is, a tiny
+checkpoint, and the starting checkpoint of stage-1 training."""
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+from pathlib import Path
+from typing import Any
 
 from vstream.cli.memory_args import add_memory_arguments, memory_config_from_args
+from vstream.errors import ConfigError
 
 
 def add_memory_command_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,3 +59,58 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> int:
 
     print(make_tiny_model(args.folder, seed=args.seed, weights=args.weights, shard_size=args.shard_size))
     return 0
+
+
+def add_init_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--llm", required=True, help="a LLaMA-architecture LLM: folder or Hub id (lmsys/vicuna-7b-v1.5)"
+    )
+    parser.add_argument(
+        "--vision-tower", required=True, help="a CLIP model: folder (copied beside) or Hub id (kept as a name)"
+    )
+    parser.add_argument("--output", type=Path, required=True, help="where to write the checkpoint")
+    parser.add_argument("--projector", default="mlp2x_gelu", help="projector type: mlp2x_gelu, linear, mlpNx_gelu")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the new projector and attention weights")
+    parser.add_argument(
+        "--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"], help="auto: the LLM's own"
+    )
+    parser.add_argument(
+        "--memory",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a memory size to change from the released ones, e.g. spatial_pool=4 (MemoryConfig names; repeatable)",
+    )
+    parser.add_argument("--force", action="store_true", help="replace the output folder if it holds a checkpoint")
+
+
+def cmd_init_checkpoint(args: argparse.Namespace) -> int:
+    """Write the stage-1 starting checkpoint: the LLM's weights, a CLIP tower, a new projector and attention."""
+    from vstream.model.init_checkpoint import init_checkpoint
+
+    folder = init_checkpoint(
+        args.llm,
+        args.vision_tower,
+        args.output,
+        projector_type=args.projector,
+        seed=args.seed,
+        dtype=args.dtype,
+        memory=parse_fields(args.memory, "--memory"),
+        force=args.force,
+    )
+    print(folder)
+    return 0
+
+
+def parse_fields(items: list[str], flag: str) -> dict[str, Any]:
+    """`NAME=VALUE` items as a dict; values are Python literals (numbers), else kept as text."""
+    fields: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"{flag} {item!r}: expected NAME=VALUE, e.g. spatial_pool=4")
+        try:
+            fields[name.strip()] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            fields[name.strip()] = text.strip()
+    return fields
