@@ -193,8 +193,12 @@ def test_a_run_killed_mid_way_and_resumed_ends_with_the_same_weights(tiny_checkp
     process.wait(30)
     assert process.returncode == -signal.SIGKILL, "the run was not killed mid-way"
     assert not (tmp_path / "killed" / "model.safetensors").exists()
+    half = tmp_path / "killed" / "checkpoint-9"  # a checkpoint cut short by a kill while saving: passed over
+    half.mkdir(exist_ok=True)
+    (half / "model.safetensors").write_bytes(b"cut short")
     resumed = vstream_cli("train", str(killed), "--resume", env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "checkpoint-9 was not written to the end" in resumed.stderr
     final, reference = weights(tmp_path / "killed"), weights(tmp_path / "whole")
     assert final.keys() == reference.keys()
     assert all(torch.equal(final[name], reference[name]) for name in final)

@@ -6,11 +6,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from vstream._lazy import lazy_exports
 
 __version__ = "0.1.0"
+
+# DeepSpeed, which transformers imports whenever it is installed, tells stdout that a machine without a GPU has
+# none; that line would land in the middle of vstream's own output (answers, JSON lines). Only it is held back.
+logging.getLogger("DeepSpeed").addFilter(lambda record: "Setting accelerator to CPU" not in record.getMessage())
 
 _EXPORTS = {
     "ConfigError": "vstream.errors",

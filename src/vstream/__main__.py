@@ -110,9 +110,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=os.environ.get("VSTREAM_LOG", "WARNING").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # DeepSpeed (imported by transformers whenever it is installed) says on stdout that a machine without a GPU
-    # has none; that line would land in the middle of the command's own output.
-    logging.getLogger("DeepSpeed").addFilter(lambda record: "Setting accelerator to CPU" not in record.getMessage())
     try:
         return COMMANDS[args.command][0](args)
     except VStreamError as exc:

@@ -41,17 +41,31 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     """Run the training `config` describes (resuming from its last checkpoint with `resume`); returns the folder
     of the final checkpoint (`output_dir`), in the released layout."""
     from transformers import set_seed
-    from transformers.trainer_utils import get_last_checkpoint
 
     set_seed(config.seed)
     trainer = build_trainer(config)
     output = Path(config.output_dir)
-    checkpoint = get_last_checkpoint(str(output)) if resume and output.is_dir() else None
+    checkpoint = last_complete_checkpoint(output) if resume else None
     if resume and checkpoint is None:
         log.warning("%s holds no checkpoint to resume from: starting from the beginning", output)
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(output))
     return output
+
+
+def last_complete_checkpoint(output: Path) -> str | None:
+    """The newest `checkpoint-N` in `output` that was written to the end (its `trainer_state.json`, written last,
+    is there); a checkpoint cut short by a kill is passed over with a warning."""
+    numbered = sorted(
+        (int(path.name.split("-")[1]), path)
+        for path in output.glob("checkpoint-*")
+        if path.is_dir() and path.name.split("-")[1].isdigit()
+    )
+    for _, path in reversed(numbered):
+        if (path / "trainer_state.json").is_file():
+            return str(path)
+        log.warning("%s was not written to the end (killed while saving?): resuming from an earlier one", path)
+    return None
 
 
 def build_trainer(config: TrainConfig) -> VStreamTrainer:
