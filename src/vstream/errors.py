@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A bad record of an input file (annotations, training data): where it is and what is wrong; files are
+    checked whole and their problems listed together, none skipped silently."""
+
+    position: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.position}: {self.reason}"
+
 
 class VStreamError(Exception):
     """Base class of every error vstream raises deliberately."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vstream.errors import AnnotationError
+from vstream.errors import AnnotationError, Problem
 
 
 @dataclass(frozen=True)
@@ -59,17 +59,6 @@ class ClipSpec:
     end_time: float | None = None
     start_shot: int | None = None
     end_shot: int | None = None
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A bad record: where it is and what is wrong."""
-
-    position: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.position}: {self.reason}"
 
 
 @dataclass

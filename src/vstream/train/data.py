@@ -14,11 +14,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from vstream.errors import GenerationError, TrainingDataError, VStreamError
+from vstream.errors import GenerationError, Problem, TrainingDataError, VStreamError
 from vstream.memory import MemoryConfig
 from vstream.model.processing_vstream import IGNORE_INDEX, PromptIds, VStreamProcessor
 from vstream.train.media import Encoder, load_media
-from vstream.train.records import Problem, TrainingRecord, TrainingRecords, raise_for
+from vstream.train.records import TrainingRecord, TrainingRecords, raise_for
 
 log = logging.getLogger(__name__)
 

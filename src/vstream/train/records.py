@@ -16,23 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vstream.errors import TrainingDataError
+from vstream.errors import Problem, TrainingDataError
 from vstream.train.media import MediaRoots, media_kind, media_problems
 
 PLACEHOLDERS = ("<image>", "<video>")
 """Where a record puts its media; exactly one per conversation, in the first question (removed from the text)."""
 HUMAN_ROLES, ASSISTANT_ROLES = ("human", "user"), ("gpt", "assistant")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A bad record: where it is and what is wrong."""
-
-    position: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.position}: {self.reason}"
 
 
 @dataclass(frozen=True)
