@@ -17,8 +17,8 @@ def run(script: str, *args: str) -> list[dict]:
         capture_output=True,
         text=True,
         timeout=600,
-        check=True,
     )
+    assert result.returncode == 0, result.stderr[-3000:]
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 

@@ -258,7 +258,8 @@ class VStreamTrainer(Trainer):
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         super()._save(output_dir, state_dict)
-        finish_checkpoint(Path(output_dir or self.args.output_dir), self.vstream.vision_source, self.run)
+        if self.args.should_save:  # the writing process only (every process passes here under torchrun)
+            finish_checkpoint(Path(output_dir or self.args.output_dir), self.vstream.vision_source, self.run)
 
 
 def batch_inputs(
