@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from torch import Tensor
 from tqdm import tqdm
 
 from vstream.errors import VStreamError
 from vstream.features import save_features
-from vstream.stream.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, ClipWindow, open_source
+from vstream.stream.clips import Encoder, encode_clip
+from vstream.stream.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
-Encoder = Callable[[Sequence[np.ndarray]], Tensor]
 
 
 def list_inputs(inputs: Sequence[Path]) -> list[Path]:
@@ -64,35 +61,3 @@ def extract_features(
         save_features(target, features, {"fps": str(fps), "source": str(path), "times": json.dumps(times)})
         counts["extracted"] += 1
     return counts
-
-
-def encode_clip(
-    path: Path,
-    encoder: Encoder,
-    fps: float,
-    batch_size: int = 32,
-    *,
-    start: float | None = None,
-    end: float | None = None,
-) -> tuple[Tensor, list[float]]:
-    """Features `(T, P, D)` on the CPU and stream times of a video or image folder at `fps` (from `start` to `end`
-    seconds when given).
-
-    Frames are encoded a batch at a time as they are decoded, so an hour of video never sits in RAM as images.
-    """
-    parts, times, batch = [], [], []
-    source = open_source(path, fps)
-    if start is not None or end is not None:
-        source = ClipWindow(source, start, end)
-    with torch.no_grad():
-        for frame in source.frames():
-            batch.append(frame.image)
-            times.append(round(frame.time, 4))
-            if len(batch) == batch_size:
-                parts.append(encoder(batch).cpu())
-                batch = []
-        if batch:
-            parts.append(encoder(batch).cpu())
-    if not parts:
-        raise VStreamError(f"{path}: no frames")
-    return torch.cat(parts), times

@@ -31,11 +31,11 @@ import vstream
 from vstream.errors import ConfigError, VStreamError
 from vstream.eval.benchmarks import get_benchmark
 from vstream.eval.datasets import Annotations, QAItem
-from vstream.eval.extract import encode_clip
 from vstream.eval.records import JsonlWriter, latest_by_key, read_jsonl, record_key
 from vstream.features import FEATURE_SUFFIXES, read_feature_clip
 from vstream.memory import MemoryConfig
 from vstream.model import GenerationOptions, VStream
+from vstream.stream.clips import encode_clip
 from vstream.stream.sources import VIDEO_SUFFIXES, ClipWindow, FeatureFileSource, VideoSource, open_source
 
 log = logging.getLogger(__name__)

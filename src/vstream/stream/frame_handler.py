@@ -13,22 +13,18 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from torch import Tensor
 
 from vstream.errors import SourceError
 from vstream.memory import BaseMemory, MemorySnapshot
+from vstream.stream.clips import Encoder
 from vstream.stream.metrics import FrameRecord, Metrics
 from vstream.stream.sources import StreamFrame, VideoSource
 
 log = logging.getLogger(__name__)
-
-Encoder = Callable[[Sequence[np.ndarray]], Tensor]
-"""RGB frames `(H, W, 3)` uint8 -> features `(n, P, D)`."""
 
 
 @dataclass(frozen=True)

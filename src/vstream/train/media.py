@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +19,9 @@ from torch import Tensor
 
 from vstream.errors import TrainingDataError
 from vstream.features import FEATURE_KEY, FEATURE_SUFFIXES, read_feature_clip
-from vstream.stream.sources import IMAGE_SUFFIXES, open_source
+from vstream.stream.clips import Encoder, encode_clip
+from vstream.stream.sources import IMAGE_SUFFIXES
 
-Encoder = Callable[[Sequence[np.ndarray]], Tensor]
 """RGB frames `(H, W, 3)` uint8 -> patch features `(T, P, D)` (the model's `VStream.encode_frames`)."""
 
 
@@ -139,21 +139,11 @@ def load_media(
             f"{path}: a raw {kind}, and no vision tower to encode it; load the model with its vision tower, "
             "or extract features first (`vstream extract-features`)"
         )
-    with torch.no_grad():
-        if kind == "image":
+    if kind == "image":
+        with torch.no_grad():
             return _encode(encoder, [_read_image(path)]), [0.0]
-        parts, times, batch = [], [], []
-        for frame in open_source(path, fps).frames():
-            batch.append(frame.image)
-            times.append(round(frame.time, 4))
-            if len(batch) == batch_size:
-                parts.append(_encode(encoder, batch))
-                batch = []
-        if batch:
-            parts.append(_encode(encoder, batch))
-    if not parts:
-        raise TrainingDataError(f"{path}: no frames in it")
-    return torch.cat(parts), times
+    features, times = encode_clip(path, encoder, fps, batch_size)
+    return features.float(), times
 
 
 def _encode(encoder: Encoder, frames: list[np.ndarray]) -> Tensor:
