@@ -48,9 +48,20 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     checkpoint = last_complete_checkpoint(output) if resume else None
     if resume and checkpoint is None:
         log.warning("%s holds no checkpoint to resume from: starting from the beginning", output)
-    trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(str(output))
+    try:
+        trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model(str(output))
+        if _distributed():
+            torch.distributed.barrier()  # every process waits for the final checkpoint to be written
+    finally:
+        if _distributed():
+            # a group left alive is torn down at exit with its communication threads running: the process aborts
+            torch.distributed.destroy_process_group()
     return output
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 def last_complete_checkpoint(output: Path) -> str | None:
