@@ -237,7 +237,7 @@ def test_two_processes_under_torchrun_train_and_save_one_checkpoint(tiny_checkpo
 def test_a_training_sample_is_the_inference_prompt_followed_by_its_answer(tiny_model, tmp_path):
     from vstream.memory import offline_readout
     from vstream.train.data import TrainingSample
-    from vstream.train.trainer import batch_inputs
+    from vstream.train.model import batch_inputs
 
     features = torch.randn(5, 16, 32)
     memory = tiny_model.memory_config()
@@ -263,8 +263,9 @@ def test_a_training_sample_is_the_inference_prompt_followed_by_its_answer(tiny_m
         ({"learning_rate": "fast"}, "learning_rate: expected a number"),
         ({"data": {"files": ["x.json"], "fps": 0}}, "data.fps must be > 0"),
         ({"deepspeed": "zero9"}, "neither a shipped config"),
-        ({"deepspeed": "{zero3}"}, "ZeRO stage 3"),
-        ({"fsdp": True}, "fsdp is not supported yet"),
+        ({"deepspeed": "{zero3}"}, "stage3_gather_16bit_weights_on_model_save: true"),
+        ({"fsdp": True}, "fsdp runs on GPUs only"),
+        ({"fsdp": True, "deepspeed": "zero2"}, "choose one"),
         ({"precision": "fp8"}, "precision: 'fp8' is not one of"),
     ],
 )
@@ -310,7 +311,8 @@ def test_presets_and_deepspeed_configs_are_complete():
     assert stage1.prompt_template == "plain" and stage2.prompt_template == "vicuna_v1"
     assert load_train_config("stage2_lora").lora.r == 128 and load_train_config("tiny_cpu").device == "cpu"
     assert stage2.accumulation_steps(2) == 4  # fewer GPUs: more accumulation, the same global batch
-    for name, stage in (("zero0", 0), ("zero1", 1), ("zero2", 2), ("zero2_offload", 2)):
+    shipped = (("zero0", 0), ("zero1", 1), ("zero2", 2), ("zero2_offload", 2), ("zero3", 3), ("zero3_offload", 3))
+    for name, stage in shipped:
         config = json.loads((DEEPSPEED_CONFIGS / f"{name}.json").read_text())
         assert config["zero_optimization"]["stage"] == stage and config["train_batch_size"] == "auto"
     with pytest.raises(ConfigError, match="not a multiple"):

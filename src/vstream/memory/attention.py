@@ -6,6 +6,7 @@ import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -13,6 +14,19 @@ from torch import Tensor, nn
 from vstream.errors import ConfigError
 
 _NAMES = ("q_proj.weight", "q_proj.bias", "k_proj.weight", "k_proj.bias")
+
+
+class Projections(Protocol):
+    """What the abstract memory's update needs of its attention: q and k of a batch of tokens, and their width.
+    `SemanticAttention` (tensors, for streaming and inference) and the model's `attention_model` (module calls,
+    for training, where a sharded engine gathers the weights only inside a module's call) both provide it."""
+
+    @property
+    def hidden_dim(self) -> int: ...
+
+    def query(self, x: Tensor) -> Tensor: ...
+
+    def key(self, x: Tensor) -> Tensor: ...
 
 
 @dataclass(frozen=True)

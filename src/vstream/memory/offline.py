@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vstream.memory.attention import SemanticAttention
+from vstream.memory.attention import Projections
 from vstream.memory.base import Timestamps, check_frames, to_store_grid
 from vstream.memory.config import MemoryConfig
 from vstream.memory.factory import build_memory
@@ -38,7 +38,7 @@ def offline_readout(
     features: Tensor,
     timestamps: Timestamps | None = None,
     config: MemoryConfig | None = None,
-    attention: SemanticAttention | None = None,
+    attention: Projections | None = None,
     *,
     store_dir: str | os.PathLike | None = None,
 ) -> MemorySnapshot:
@@ -84,7 +84,7 @@ def offline_readout(
 
 
 def _long_term_parts(
-    grid: Tensor, times: np.ndarray, cfg: MemoryConfig, attention: SemanticAttention | None, dtype: torch.dtype
+    grid: Tensor, times: np.ndarray, cfg: MemoryConfig, attention: Projections | None, dtype: torch.dtype
 ) -> list[MemoryPart]:
     """The abstract, temporal and retrieved parts of the frames `grid` `(T, g², D)` that left the spatial memory."""
     count = len(times)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vstream.memory.attention import SemanticAttention
+from vstream.memory.attention import Projections
 from vstream.memory.snapshot import MemoryPart, frame_part
 
 Search = Callable[[Tensor, np.ndarray], tuple[Tensor, np.ndarray]]
@@ -54,7 +54,7 @@ def pool(features: Tensor, size: int) -> Tensor:
     return pooled.reshape(*lead, size * size, dim)
 
 
-def abstract_update(slots: Tensor, chunk: Tensor, attention: SemanticAttention, ratio: float) -> Tensor:
+def abstract_update(slots: Tensor, chunk: Tensor, attention: Projections, ratio: float) -> Tensor:
     """One semantic-attention update of the abstract slots with a chunk of frames (STAR.md §3.3).
 
     As the released model: the slots are flattened to `A` `(N_a·T, D)` and the chunk to `X` `(n·T, D)`; every slot
@@ -76,7 +76,7 @@ def abstract_update(slots: Tensor, chunk: Tensor, attention: SemanticAttention, 
     return (memory * (1 - decay) + weights @ new).reshape(slots.shape)
 
 
-def abstract_offline(frames: Tensor, num_slots: int, attention: SemanticAttention, ratio: float) -> Tensor:
+def abstract_offline(frames: Tensor, num_slots: int, attention: Projections, ratio: float) -> Tensor:
     """Abstract slots of a whole clip: the first N_a frames, then the rest in consecutive chunks of N_a.
 
     Args:

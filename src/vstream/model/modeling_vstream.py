@@ -16,20 +16,45 @@ from vstream.model.configuration_vstream import VStreamConfig
 from vstream.model.projector import build_projector
 
 
+class MemoryProjection(nn.Linear):
+    """A Linear layer that computes in its input's dtype: the memory runs in float32 over weights that may be
+    bf16 (as `SemanticAttention` does with its tensors)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """`x @ weight.T + bias`, weights cast to `x`'s dtype."""
+        return nn.functional.linear(x, self.weight.to(x.dtype), self.bias.to(x.dtype))
+
+
 class SemanticAttentionModule(nn.Module):
     """The checkpoint's `attention_model`. Only `q_proj` and `k_proj` drive the abstract memory (STAR.md §3.3);
     the other parts exist so that the released weights load without missing or unexpected keys.
+
+    It is itself the memory's `Projections` through module calls (`query`, `key`): training passes it to the
+    offline memory so that engines which shard weights (DeepSpeed ZeRO-3, FSDP) gather them in the call.
     """
 
     def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.1) -> None:
         super().__init__()
-        self.q_proj = nn.Linear(dim, hidden_dim)
-        self.k_proj = nn.Linear(dim, hidden_dim)
+        self.q_proj = MemoryProjection(dim, hidden_dim)
+        self.k_proj = MemoryProjection(dim, hidden_dim)
         self.v_proj = nn.Linear(dim, hidden_dim)
         self.dropout = nn.Dropout(dropout)
         self.out_proj = nn.Linear(hidden_dim, dim)
         self.out_dropout = nn.Dropout(dropout)
         self.out_ln = nn.LayerNorm(dim, eps=1e-12)
+
+    @property
+    def hidden_dim(self) -> int:
+        """d, the width of q and k."""
+        return self.q_proj.out_features
+
+    def query(self, x: Tensor) -> Tensor:
+        """q_proj(x) in x's dtype."""
+        return self.q_proj(x)
+
+    def key(self, x: Tensor) -> Tensor:
+        """k_proj(x) in x's dtype."""
+        return self.k_proj(x)
 
     def memory_weights(self) -> SemanticAttention:
         """The q/k projections as the memory uses them (shared tensors: training updates them in place)."""

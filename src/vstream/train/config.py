@@ -75,10 +75,11 @@ class TrainConfig:
         model: the checkpoint to start from (a folder, a Hub id, or `tiny-random`).
         global_batch_size: samples per optimizer step over all processes; reached with gradient accumulation
             (global = per_device × processes × accumulation, which must divide exactly).
-        deepspeed: `zero0`, `zero1`, `zero2`, `zero2_offload` (shipped configs) or a JSON file. ZeRO-3 is refused
-            for now: it partitions the memory attention's q/k weights, which the memory reads directly.
-        fsdp: PyTorch FSDP; refused for now: the prompt and the memory are embedded outside the LLM's forward,
-            where FSDP holds only shards of the weights (use DDP or DeepSpeed ZeRO 0-2).
+        deepspeed: `zero0`, `zero1`, `zero2`, `zero2_offload`, `zero3`, `zero3_offload` (shipped configs) or a
+            JSON file. A ZeRO-3 file must gather the weights at save time
+            (`stage3_gather_16bit_weights_on_model_save`), so that checkpoints are in the released layout.
+        fsdp: PyTorch FSDP (full sharding, one unit per decoder layer), where DeepSpeed is not installed; GPUs
+            only (accelerate shards on accelerators, not on CPUs). Not with `deepspeed`.
         too_long: a sample longer than `model_max_length` is cut at the end (`truncate`) or left out (`drop`);
             either way it is counted before training starts.
         memory: memory sizes to change from the model's (MemoryConfig field names).
@@ -136,11 +137,8 @@ class TrainConfig:
             raise ConfigError(f"epochs must be > 0, got {self.epochs}")
         if self.stage == 1 and self.lora is not None:
             raise ConfigError("lora is for stage 2: stage 1 trains only the projector and the memory attention")
-        if self.fsdp:
-            raise ConfigError(
-                "fsdp is not supported yet: the prompt and the memory are embedded outside the LLM's forward, where "
-                "FSDP holds only shards of the weights; use DDP (the default) or deepspeed: zero2"
-            )
+        if self.fsdp and self.deepspeed:
+            raise ConfigError("fsdp and deepspeed both shard the training: choose one")
         if self.precision == "fp32" and self.lora is not None and self.lora.quantize:
             raise ConfigError("lora.quantize (QLoRA) computes in bf16 or fp16: set precision to bf16 or fp16")
         if self.data.fps <= 0:
@@ -174,13 +172,14 @@ class TrainConfig:
         path = shipped if shipped.is_file() else Path(self.deepspeed)
         if path.is_file():
             try:
-                stage = json.loads(path.read_text()).get("zero_optimization", {}).get("stage", 0)
+                zero = json.loads(path.read_text()).get("zero_optimization", {})
+                stage, gathers = zero.get("stage", 0), zero.get("stage3_gather_16bit_weights_on_model_save")
             except (ValueError, AttributeError) as exc:
                 raise ConfigError(f"deepspeed: {path} is not a DeepSpeed JSON config ({exc})") from exc
-            if stage == 3:
+            if stage == 3 and gathers is not True:
                 raise ConfigError(
-                    f"deepspeed: {path} is ZeRO stage 3, which partitions the memory attention's q/k weights that "
-                    "the memory reads directly: not supported yet; use zero2 or zero2_offload"
+                    f"deepspeed: {path} is ZeRO stage 3 without zero_optimization.stage3_gather_16bit_weights_on_model_"
+                    "save: true; without it checkpoints hold only shards, not weights in the released layout"
                 )
             return str(path)
         names = sorted(p.stem for p in DEEPSPEED_CONFIGS.glob("*.json"))

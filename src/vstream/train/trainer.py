@@ -2,10 +2,8 @@
 come from it; vstream adds what is its own: which parts learn, how a batch becomes the LLM's inputs, and
 checkpoints in the released layout.
 
-A batch is a list of samples (media features, token ids with labels). For each, the memory is built by the
-offline path of `vstream.memory` (the same functions as streaming; differentiable in the abstract memory's q/k
-weights) and the sequence by the model's processor (the same code as inference); the sequences are right-padded
-into one batch for the LLM.
+A batch is a list of samples (media features, token ids with labels); the model the engine wraps turns it into
+the loss in its forward (`train/model.py`).
 """
 
 from __future__ import annotations
@@ -23,12 +21,12 @@ from torch import nn
 from transformers import Trainer
 
 from vstream.errors import ConfigError
-from vstream.memory import MemoryConfig, offline_readout
+from vstream.memory import MemoryConfig
 from vstream.model import VStream
-from vstream.model.processing_vstream import IGNORE_INDEX, VStreamProcessor
 from vstream.train.config import TrainConfig
 from vstream.train.data import TrainingDataset, collate_samples
 from vstream.train.media import MediaRoots
+from vstream.train.model import TrainingModel
 from vstream.train.records import load_training_records
 
 log = logging.getLogger(__name__)
@@ -81,6 +79,8 @@ def last_complete_checkpoint(output: Path) -> str | None:
 
 def build_trainer(config: TrainConfig) -> VStreamTrainer:
     """The model with its trainable parts chosen, the checked data, and a `Trainer` set up as `config` says."""
+    if config.fsdp and _on_cpu(config):
+        raise ConfigError("fsdp runs on GPUs only (accelerate does not shard on CPUs): on CPUs use DDP or deepspeed")
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     accumulation = config.accumulation_steps(processes)
     vs = _load_model(config)
@@ -112,7 +112,7 @@ def build_trainer(config: TrainConfig) -> VStreamTrainer:
     if len(dataset) == 0:
         raise ConfigError("no training sample is left (every record was left out); see the warnings above")
     return VStreamTrainer(
-        model=model,
+        model=TrainingModel(model, vs.processor, memory),
         args=training_arguments(config, accumulation),
         train_dataset=dataset,
         data_collator=collate_samples,
@@ -124,7 +124,7 @@ def build_trainer(config: TrainConfig) -> VStreamTrainer:
 
 
 def _load_model(config: TrainConfig) -> VStream:
-    on_cpu = config.device == "cpu" or not torch.cuda.is_available()
+    on_cpu = _on_cpu(config)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = "cpu" if on_cpu else f"cuda:{local_rank}"
     # weights in bf16 only where DeepSpeed keeps fp32 master copies; otherwise fp32 weights and mixed precision
@@ -133,6 +133,10 @@ def _load_model(config: TrainConfig) -> VStream:
     if config.lora is not None and config.lora.quantize:
         options.update(quantization=config.lora.quantize, dtype=_compute_dtype(config))
     return VStream.from_pretrained(config.model, template=config.prompt_template, cache_prefix=False, **options)
+
+
+def _on_cpu(config: TrainConfig) -> bool:
+    return config.device == "cpu" or not torch.cuda.is_available()
 
 
 def _compute_dtype(config: TrainConfig) -> torch.dtype:
@@ -182,7 +186,7 @@ def training_arguments(config: TrainConfig, accumulation: int):
     from transformers import TrainingArguments
 
     names = {f.name for f in dataclasses.fields(TrainingArguments)}
-    on_cpu = config.device == "cpu" or not torch.cuda.is_available()
+    on_cpu = _on_cpu(config)
     options: dict[str, Any] = {
         "output_dir": config.output_dir,
         "per_device_train_batch_size": config.per_device_batch_size,
@@ -211,9 +215,12 @@ def training_arguments(config: TrainConfig, accumulation: int):
         "optim": "adamw_torch",
     }
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
-    options[checkpointing] = config.gradient_checkpointing  # renamed in transformers 5
-    if config.gradient_checkpointing:
-        options[f"{checkpointing}_kwargs"] = {"use_reentrant": False}
+    if config.fsdp:
+        options.update(fsdp_arguments(config))
+    else:
+        options[checkpointing] = config.gradient_checkpointing  # renamed in transformers 5
+        if config.gradient_checkpointing:
+            options[f"{checkpointing}_kwargs"] = {"use_reentrant": False}
     if "warmup_ratio" in names:  # transformers 4.x; 5.x takes the ratio as a float number of warmup steps
         options["warmup_ratio"] = config.warmup_ratio
     else:
@@ -221,6 +228,21 @@ def training_arguments(config: TrainConfig, accumulation: int):
     if on_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         options["ddp_backend"] = "gloo"  # processes on CPUs talk through gloo
     return TrainingArguments(**options)
+
+
+def fsdp_arguments(config: TrainConfig) -> dict[str, Any]:
+    """`TrainingArguments` options for FSDP: every weight sharded over all processes, one unit per decoder layer,
+    full weights gathered at save time (the released layout); activation checkpointing done by FSDP itself."""
+    import transformers
+
+    settings = {
+        "transformer_layer_cls_to_wrap": ["LlamaDecoderLayer"],
+        "state_dict_type": "FULL_STATE_DICT",
+        "activation_checkpointing": config.gradient_checkpointing,
+    }
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        return {"fsdp": True, "fsdp_config": {"version": 2, **settings}}
+    return {"fsdp": "full_shard auto_wrap", "fsdp_config": {**settings, "use_orig_params": True}}
 
 
 def _report_to(value: str | list[str]) -> str | list[str]:
@@ -248,14 +270,11 @@ class VStreamTrainer(Trainer):
         self._since = time.perf_counter()
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """The LLM's loss on the answers of the batch's samples (memory and prompt built here, see batch_inputs)."""
-        embeds, labels, mask = batch_inputs(
-            self.accelerator.unwrap_model(model), self.vstream.processor, self.memory_config, inputs["samples"]
-        )
-        self._tokens += int(mask.sum())
+        """The LLM's loss on the answers of the batch's samples (memory and prompt built in the model's forward)."""
+        loss, tokens = model(samples=inputs["samples"])
+        self._tokens += int(tokens)
         self._samples += len(inputs["samples"])
-        outputs = model(inputs_embeds=embeds, attention_mask=mask, labels=labels)
-        return (outputs.loss, outputs) if return_outputs else outputs.loss
+        return (loss, {"loss": loss}) if return_outputs else loss
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         """Hugging Face's logs plus tokens and samples a second (over all processes) since the last log."""
@@ -268,36 +287,21 @@ class VStreamTrainer(Trainer):
         super().log(logs, *args, **kwargs)
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        super()._save(output_dir, state_dict)
+        """The LLM writes itself (full weights, or the adapter with LoRA), not the training wrapper around it."""
+        wrapper = self.model
+        if state_dict is not None:  # gathered by the engine (ZeRO-3, FSDP), under the wrapper's names
+            state_dict = {name.removeprefix("llm."): tensor for name, tensor in state_dict.items()}
+        self.model = wrapper.llm
+        try:
+            super()._save(output_dir, state_dict)
+        finally:
+            self.model = wrapper
         if self.args.should_save:  # the writing process only (every process passes here under torchrun)
             finish_checkpoint(Path(output_dir or self.args.output_dir), self.vstream.vision_source, self.run)
 
-
-def batch_inputs(
-    model: nn.Module, processor: VStreamProcessor, memory: MemoryConfig, samples: list
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(inputs_embeds `(B, L, H)`, labels `(B, L)`, attention_mask `(B, L)`) of a list of samples, right-padded.
-
-    Each sample's memory is computed in float32 without autocast, from its features and times, as streaming
-    and offline inference compute it; gradients reach the abstract memory's q/k weights through it.
-    """
-    llm = model.get_base_model() if hasattr(model, "get_base_model") else model
-    device = llm.get_input_embeddings().weight.device
-    attention = llm.semantic_attention() if memory.uses("abstract") else None
-    built = []
-    for sample in samples:
-        with torch.autocast(device.type, enabled=False):
-            snapshot = offline_readout(sample.features.to(device, torch.float32), sample.times, memory, attention)
-        built.append(processor.build(llm, snapshot, sample.ids))
-    length = max(b.inputs_embeds.shape[1] for b in built)
-    hidden = built[0].inputs_embeds.shape[2]
-    embeds = built[0].inputs_embeds.new_zeros(len(built), length, hidden)
-    labels = torch.full((len(built), length), IGNORE_INDEX, device=device, dtype=torch.long)
-    mask = torch.zeros(len(built), length, device=device, dtype=torch.long)
-    for row, b in enumerate(built):
-        n = b.inputs_embeds.shape[1]
-        embeds[row, :n], labels[row, :n], mask[row, :n] = b.inputs_embeds[0], b.labels[0], 1
-    return embeds, labels, mask
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        """Weights written by the LLM are read back into the LLM (engines' own checkpoints into what they wrap)."""
+        super()._load_from_checkpoint(resume_from_checkpoint, self.model.llm if model is None else model)
 
 
 def finish_checkpoint(folder: Path, vision_source: str | None, run: TrainConfig) -> None:

@@ -1,0 +1,80 @@
+"""The model a training engine wraps: the LLM with the whole step from samples to loss inside its `forward`.
+
+Engines that shard weights (DeepSpeed ZeRO-3, FSDP) hold only a shard of each weight outside the forward of
+the module they wrap, and gather a weight when its module is called. So the memory (through the attention
+module's `query`/`key` calls), the prompt embeddings (through the embedding and projector calls) and the LLM's
+loss are all computed in `TrainingModel.forward`, never from weights read beside it. DDP and ZeRO 0-2 run the
+same code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from vstream.memory import MemoryConfig, offline_readout
+from vstream.model.processing_vstream import IGNORE_INDEX, VStreamProcessor
+from vstream.train.data import TrainingSample
+
+
+class TrainingModel(nn.Module):
+    """`llm` (the Flash-VStream LLM, or a PEFT model around it) whose forward takes a batch of samples.
+
+    Its state dict is the LLM's under the prefix `llm.`; checkpoints are written by the LLM itself (see
+    `VStreamTrainer`), in the released layout.
+    """
+
+    def __init__(self, llm: nn.Module, processor: VStreamProcessor, memory: MemoryConfig) -> None:
+        super().__init__()
+        self.llm = llm
+        self.processor, self.memory = processor, memory
+        self.config = llm.config  # engines size their buffers from it (DeepSpeed's "auto" values)
+        self._no_split_modules = getattr(base_model(llm), "_no_split_modules", None)  # FSDP's wrap policy
+
+    def forward(self, samples: list[TrainingSample]) -> tuple[Tensor, Tensor]:
+        """(the LLM's mean loss on the answers of `samples`, the number of tokens it read)."""
+        embeds, labels, mask = batch_inputs(self.llm, self.processor, self.memory, samples)
+        outputs = self.llm(inputs_embeds=embeds, attention_mask=mask, labels=labels)
+        return outputs.loss, mask.sum()
+
+    def activation_checkpointing_enable(self, **kwargs: Any) -> None:
+        """Recompute the LLM's activations in the backward pass (Hugging Face's switch, passed on)."""
+        switch = getattr(self.llm, "activation_checkpointing_enable", None) or self.llm.gradient_checkpointing_enable
+        switch(**kwargs)
+
+    gradient_checkpointing_enable = activation_checkpointing_enable  # the name transformers 4 calls
+
+
+def base_model(llm: nn.Module) -> nn.Module:
+    """The Flash-VStream LLM itself, inside a PEFT model or not."""
+    return llm.get_base_model() if hasattr(llm, "get_base_model") else llm
+
+
+def batch_inputs(
+    llm: nn.Module, processor: VStreamProcessor, memory: MemoryConfig, samples: list[TrainingSample]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(inputs_embeds `(B, L, H)`, labels `(B, L)`, attention_mask `(B, L)`) of a list of samples, right-padded.
+
+    Each sample's memory is computed in float32 without autocast, from its features and times, as streaming
+    and offline inference compute it; gradients reach the abstract memory's q/k weights through the attention
+    module's calls.
+    """
+    model = base_model(llm)
+    device = model.get_input_embeddings().weight.device
+    attention = model.model.attention_model if memory.uses("abstract") else None
+    built = []
+    for sample in samples:
+        with torch.autocast(device.type, enabled=False):
+            snapshot = offline_readout(sample.features.to(device, torch.float32), sample.times, memory, attention)
+        built.append(processor.build(model, snapshot, sample.ids))
+    length = max(b.inputs_embeds.shape[1] for b in built)
+    hidden = built[0].inputs_embeds.shape[2]
+    embeds = built[0].inputs_embeds.new_zeros(len(built), length, hidden)
+    labels = torch.full((len(built), length), IGNORE_INDEX, device=device, dtype=torch.long)
+    mask = torch.zeros(len(built), length, device=device, dtype=torch.long)
+    for row, b in enumerate(built):
+        n = b.inputs_embeds.shape[1]
+        embeds[row, :n], labels[row, :n], mask[row, :n] = b.inputs_embeds[0], b.labels[0], 1
+    return embeds, labels, mask
