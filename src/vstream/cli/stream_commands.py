@@ -24,7 +24,7 @@ def add_ask_arguments(parser: argparse.ArgumentParser) -> None:
         "source",
         nargs="?",
         default="synthetic",
-        help="video file, URL, /dev/videoN, image folder, .safetensors features, or 'synthetic[:S]' "
+        help="video file, URL, /dev/videoN, image folder, .safetensors features, or 'synthetic[:S[:SEED]]' "
         "(a generated test clip; the default)",
     )
     parser.add_argument(
@@ -70,7 +70,7 @@ def add_chat_arguments(parser: argparse.ArgumentParser) -> None:
         "source",
         nargs="?",
         default="synthetic",
-        help="video file, URL, /dev/videoN, image folder, .safetensors features, or 'synthetic[:S]'",
+        help="video file, URL, /dev/videoN, image folder, .safetensors features, or 'synthetic[:S[:SEED]]'",
     )
     parser.add_argument(
         "--prefill",

@@ -34,6 +34,7 @@ BENCHMARKS = {
         Benchmark("nextoe", "NExT-QA (open-ended)", "offline", (61.6, 3.4), "paper v2 Table 3"),
         Benchmark("msvd", "MSVD-QA", "offline", (80.3, 3.9), "paper v2 Table 3"),
         Benchmark("msrvtt", "MSRVTT-QA", "offline", (72.4, 3.4), "paper v2 Table 3"),
+        Benchmark("synth", "Synthetic world", "online", None, "vstream data synth: closed answers, exact match"),
     )
 }
 """Judged by GPT-3.5 in the paper (snapshot not named): scores move with the judge, so reports name theirs."""

@@ -348,7 +348,7 @@ AUTO = "auto"
 
 def open_source(spec: str | os.PathLike, fps: float | str | None = AUTO, **options: Any) -> VideoSource:
     """The source a string names: a URL, `/dev/videoN`, a folder of images, a feature file, a video file,
-    or `synthetic[:SECONDS]` (a test clip generated on the spot).
+    or `synthetic[:SECONDS[:SEED]]` (a stream of the synthetic world, generated on the spot).
 
     `fps`: frames taken a second (None: every frame); `"auto"`: 1, or a feature file's own times. A number that
     contradicts a feature file's stored frame rate is an error.
@@ -365,10 +365,9 @@ def open_source(spec: str | os.PathLike, fps: float | str | None = AUTO, **optio
     if scheme:
         raise SourceError(f"{text}: unknown URL scheme {scheme!r} (known: {', '.join(LIVE_SCHEMES)})")
     if text == "synthetic" or text.startswith("synthetic:"):
-        from vstream.stream.synthetic import synthetic_clip
+        from vstream.stream.synthetic import parse_synthetic, synthetic_clip
 
-        seconds = float(text.split(":", 1)[1]) if ":" in text else 10.0
-        return FileSource(synthetic_clip(seconds), fps, **options)
+        return FileSource(synthetic_clip(*parse_synthetic(text)), fps, **options)
     if text.startswith("/dev/video"):
         return CameraSource(text, fps, **options)
     if path.is_dir():

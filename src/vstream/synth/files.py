@@ -1,0 +1,111 @@
+"""The synthetic world on disk: one H.264 video per stream, the questions in VStream-QA's `conversations` format,
+and the scene log each answer was drawn from."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+from tqdm import tqdm
+
+from vstream.synth.questions import CHANCE, QUESTION_TYPES, make_questions
+from vstream.synth.render import SIZE, render
+from vstream.synth.world import StreamPlan, plan_stream
+
+WORLD_VERSION = "synth-v1"
+"""Changes when the same seed would give other streams or questions."""
+
+ANNOTATIONS = "synth_conversations.json"
+SCENES = "scenes.jsonl"
+WORLD = "world.json"
+
+
+@dataclass(frozen=True)
+class World:
+    """What `write_world` wrote: the folder, its annotation file and its videos folder."""
+
+    root: Path
+    annotations: Path
+    videos: Path
+    questions: int
+
+
+def write_world(
+    out: str | os.PathLike, seed: int, streams: int, seconds: int, *, size: int = SIZE, start: int = 0
+) -> World:
+    """Write streams `start .. start + streams - 1` of world `seed`, `seconds` long each, under `out`:
+    `videos/<id>.mp4` (H.264, 1 fps), `synth_conversations.json`, `scenes.jsonl`, `world.json`.
+
+    A video already written is kept (the files are a function of the seed), so an interrupted run resumes.
+    """
+    root = Path(out)
+    videos = root / "videos"
+    videos.mkdir(parents=True, exist_ok=True)
+    records, plans = [], []
+    for index in tqdm(range(start, start + streams), desc="synthetic streams", unit="stream"):
+        plan = plan_stream(seed, index, seconds)
+        path = videos / f"{plan.stream_id}.mp4"
+        if not path.is_file():
+            write_video(plan, path, size=size)
+        questions = make_questions(plan, seed)
+        records.append(
+            {
+                "video_id": plan.stream_id,
+                "video_path": f"videos/{path.name}",
+                "duration": float(plan.seconds),
+                "conversations": [q.to_conversation() for q in questions],
+            }
+        )
+        plans.append(plan)
+    _write_text(root / ANNOTATIONS, json.dumps(records, indent=1) + "\n")
+    _write_text(root / SCENES, "".join(json.dumps(p.to_dict()) + "\n" for p in plans))
+    world = {
+        "version": WORLD_VERSION,
+        "seed": seed,
+        "streams": [start, start + streams],
+        "seconds": seconds,
+        "size": size,
+        "fps": 1,
+        "question_types": list(QUESTION_TYPES),
+        "chance": CHANCE,
+    }
+    _write_text(root / WORLD, json.dumps(world, indent=1) + "\n")
+    return World(root, root / ANNOTATIONS, videos, sum(len(r["conversations"]) for r in records))
+
+
+def write_video(plan: StreamPlan, path: Path, *, size: int = SIZE, fps: int = 1) -> Path:
+    """Encode the stream's frames, `fps` a second, to an H.264 file at `path` (written whole, then moved in)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.mp4")
+    with av.open(str(tmp), "w") as container:
+        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        stream = container.add_stream(codec, rate=Fraction(fps))
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": "14", "preset": "veryfast"}  # the small digit must survive compression
+        for i in range(plan.seconds * fps):
+            frame = av.VideoFrame.from_ndarray(render(plan, i / fps, size), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    os.replace(tmp, path)
+    return path
+
+
+def read_plans(root: str | os.PathLike) -> Iterator[StreamPlan]:
+    """The scene logs of a written world, in stream order."""
+    with open(Path(root) / SCENES, encoding="utf-8") as lines:
+        for line in lines:
+            yield StreamPlan.from_dict(json.loads(line))
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
