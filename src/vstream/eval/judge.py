@@ -18,6 +18,9 @@ Nothing is ever scored but a verdict read from a well-formed reply. A 4xx other 
 question at once (asking again will not help), except a server refusing the forced reply format
 (`response_format`): then no worker asks for it again, and a request refused for it is asked again without it,
 not counted as an attempt.
+
+Closed answers (a word, a number, yes/no) can be scored by a rule instead (`run_rule`, `--rule exact`): no
+server, verdicts of the same shape and key, the rule and its version in place of the judge model and prompt.
 """
 
 from __future__ import annotations
@@ -38,10 +41,11 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from vstream.errors import ConfigError
+from vstream.eval.closed import RULES, Rule, answer_tokens, reference_kind
 from vstream.eval.judge_prompt import DEFAULT_PROMPT, PROMPT_VERSION, JudgePrompt, find_verdicts, parse_verdict
 from vstream.eval.records import JsonlWriter, content_key, latest_by_key, read_jsonl, record_key
 
-__all__ = ["PROMPT_VERSION", "JudgeConfig", "parse_verdict", "run_judge", "unpinned_model", "verdict_key"]
+__all__ = ["PROMPT_VERSION", "JudgeConfig", "parse_verdict", "run_judge", "run_rule", "unpinned_model", "verdict_key"]
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +152,48 @@ def run_judge(predictions: str | os.PathLike, verdicts: str | os.PathLike, confi
                 judging.stop.set()
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
+    return counts
+
+
+def run_rule(predictions: str | os.PathLike, verdicts: str | os.PathLike, rule: str | Rule = "exact") -> dict[str, int]:
+    """Score every `ok` prediction by a rule (`closed.RULES`), with no server; returns counts.
+
+    A verdict is written once per prediction and answer text (a rule says the same every time), keyed like a
+    judge's with the rule (`rule:<version>`) as the judge and the hash of its version as the prompt's, so that a
+    rerun writes nothing and a changed rule version scores everything again. `pred` is "yes" for a match; there
+    is no 0-5 score (`score` is None). A prediction with no text, or no reference answer, is a failed verdict,
+    final too: `failed` counts the predictions with one, written now or before (`judged` and `matched`: now).
+    """
+    if isinstance(rule, str):
+        if rule not in RULES:
+            raise ConfigError(f"unknown rule {rule!r}; the rules are {', '.join(sorted(RULES))}")
+        rule = RULES[rule]
+    records = list(latest_by_key(read_jsonl(predictions, must_exist=True)).values())
+    done = {(v.get("key"), v.get("prediction_key")): v.get("status") for v in read_jsonl(verdicts)}  # all final
+    counts = {"predictions": len(records), "cached": 0, "judged": 0, "matched": 0, "failed": 0}
+    with JsonlWriter(verdicts) as writer:
+        for record in records:
+            content = content_key(record)
+            key = record_key(content=content, judge=rule.judge, prompt=rule.hash)
+            if (key, record["key"]) in done:
+                counts["cached"] += 1
+                counts["failed"] += done[key, record["key"]] != "ok"  # still failed: the exit status says so
+                continue
+            done[key, record["key"]] = "written"
+            verdict = {"key": key, "prediction_key": record["key"], "content": content, "judge": rule.judge}
+            verdict |= {"prompt": rule.version, "prompt_hash": rule.hash}
+            prediction, answer = record.get("prediction"), record.get("answer")
+            if not isinstance(prediction, str) or reference_kind(answer) == "empty":
+                reason = "no predicted text" if not isinstance(prediction, str) else "no reference answer"
+                writer.write({**verdict, "status": "error", "reason": reason})
+                counts["failed"] += 1
+                continue
+            matched = rule.match(prediction, answer)
+            words = {"prediction": " ".join(answer_tokens(prediction)), "answer": " ".join(answer_tokens(answer))}
+            outcome = {"pred": "yes" if matched else "no", "score": None, "kind": reference_kind(answer)}
+            writer.write({**verdict, "status": "ok", **outcome, "normalized": words})
+            counts["judged"] += 1
+            counts["matched"] += matched
     return counts
 
 

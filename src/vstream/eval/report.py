@@ -4,7 +4,8 @@ Reads predictions and verdicts only (never reruns a model). A row is one run (be
 mode) judged by one judge (model and prompt): two runs or two judges in the same files are never summed
 or averaged. A verdict counts only for the exact answer text it judged. Every count is shown: questions of
 the annotation set, predicted, failed to predict, judged, failed to judge, not judged yet; accuracy (share
-called a match) and mean 0–5 score are over the judged ones only, and a row short of 100 % is marked.
+called a match) and mean 0–5 score are over the judged ones only, and a row short of 100 % is marked. A rule
+(`vstream eval judge --rule exact`) is a judge of its own (`rule:<version>`); its verdicts have no score.
 """
 
 from __future__ import annotations
@@ -180,7 +181,9 @@ def _counts(ok: Any, failed: Any, verdicts: dict[str, dict]) -> dict[str, Any]:
     }
     if judged:
         out["accuracy"] = round(100.0 * sum(v.get("pred") == "yes" for v in judged) / len(judged), 2)
-        out["score"] = round(sum(v.get("score", 0) for v in judged) / len(judged), 3)
+    scores = [v["score"] for v in judged if isinstance(v.get("score"), (int, float))]
+    if scores:  # a rule's verdicts have none: no score, rather than a made-up one
+        out["score"] = round(sum(scores) / len(scores), 3)
     return out
 
 
