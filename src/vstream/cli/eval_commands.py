@@ -40,9 +40,17 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     predict.add_argument("--limit", type=int, default=None, help="answer at most this many questions in this run")
     add_model_arguments(predict, speed=None)
 
-    judge = sub.add_parser("judge", help="judge predictions with an LLM through an OpenAI-compatible endpoint")
+    judge = sub.add_parser(
+        "judge", help="judge predictions with an LLM through an OpenAI-compatible endpoint, or by a rule (--rule)"
+    )
     judge.add_argument("predictions", type=Path, help="predictions JSONL")
     judge.add_argument("--verdicts", type=Path, help="verdicts JSONL (cache and log; default beside the predictions)")
+    judge.add_argument(
+        "--rule",
+        choices=["exact"],
+        help="score closed answers (a word, a number, yes/no) by exact match after normalisation, with no LLM "
+        "and no server: the judge options do not apply",
+    )
     judge.add_argument("--base-url", help="e.g. https://api.openai.com/v1 (or $VSTREAM_JUDGE_BASE_URL)")
     judge.add_argument("--model", help="the judge model, e.g. gpt-3.5-turbo-0125 (or $VSTREAM_JUDGE_MODEL)")
     judge.add_argument("--api-key", help="default: $OPENAI_API_KEY")
@@ -121,9 +129,17 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _judge(args: argparse.Namespace) -> int:
-    from vstream.eval.judge import judge_config_from_environment, run_judge, verdict_paths
+    from vstream.errors import ConfigError
+    from vstream.eval.judge import judge_config_from_environment, run_judge, run_rule, verdict_paths
     from vstream.eval.judge_prompt import DEFAULT_PROMPT, load_judge_prompt
 
+    if args.rule:
+        given = [flag for flag, value in _JUDGE_ONLY if getattr(args, value) not in (None, False)]
+        if given:
+            raise ConfigError(f"--rule {args.rule} scores without a judge: drop {', '.join(given)}")
+        counts = run_rule(args.predictions, args.verdicts or verdict_paths(args.predictions), args.rule)
+        print(json.dumps(counts))
+        return 0 if counts["failed"] == 0 else 1
     prompt = load_judge_prompt(args.judge_prompt) if args.judge_prompt else DEFAULT_PROMPT  # checked before any request
     config = judge_config_from_environment(
         args.base_url,
@@ -138,6 +154,16 @@ def _judge(args: argparse.Namespace) -> int:
     counts = run_judge(args.predictions, args.verdicts or verdict_paths(args.predictions), config)
     print(json.dumps(counts))
     return 0 if counts["failed"] == 0 else 1
+
+
+_JUDGE_ONLY = [
+    ("--base-url", "base_url"),
+    ("--model", "model"),
+    ("--api-key", "api_key"),
+    ("--judge-prompt", "judge_prompt"),
+    ("--no-json-schema", "no_json_schema"),
+]
+"""The `eval judge` options that name or tune an LLM judge: refused with --rule rather than silently ignored."""
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -189,12 +215,36 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     cut.add_argument("--metadata", type=Path, required=True, help="clip metadata (video_id, original_video, ...)")
     cut.add_argument("--source-dir", type=Path, required=True, help="where the original videos or keyframes are")
     cut.add_argument("--output-dir", type=Path, required=True)
+    synth = sub.add_parser(
+        "synth", help="write streams of the synthetic world (H.264 videos) and their questions with known answers"
+    )
+    synth.add_argument("--seed", type=int, default=0, help="the world: the same seed writes the same files")
+    synth.add_argument("--streams", type=int, default=10, help="how many streams")
+    synth.add_argument("--first", type=int, default=0, help="index of the first stream (held-out sets start later)")
+    synth.add_argument("--minutes", type=float, default=5.0, help="length of each stream (at least 1.5)")
+    synth.add_argument("--size", type=int, default=64, help="frame side in pixels")
+    synth.add_argument("--out", type=Path, required=True, help="folder for videos/, the annotations and the scene log")
 
 
 def cmd_data(args: argparse.Namespace) -> int:
     from vstream.eval.cut import cut_clips
     from vstream.eval.datasets import load_annotations, load_clip_metadata
 
+    if args.data_command == "synth":
+        from vstream.errors import ConfigError
+        from vstream.synth.files import write_world
+
+        if args.streams < 1 or args.first < 0 or args.size < 16 or args.size % 8:
+            raise ConfigError("--streams must be >= 1, --first >= 0, --size a multiple of 8 and at least 16")
+        world = write_world(
+            args.out, args.seed, args.streams, round(args.minutes * 60), size=args.size, start=args.first
+        )
+        print(
+            json.dumps(
+                {"annotations": str(world.annotations), "videos": str(world.videos), "questions": world.questions}
+            )
+        )
+        return 0
     if args.data_command == "check":
         from vstream.errors import TrainingDataError
         from vstream.train.media import MediaRoots

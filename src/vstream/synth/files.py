@@ -21,6 +21,7 @@ WORLD_VERSION = "synth-v1"
 """Changes when the same seed would give other streams or questions."""
 
 ANNOTATIONS = "synth_conversations.json"
+TRAINING = "synth_train.json"
 SCENES = "scenes.jsonl"
 WORLD = "world.json"
 
@@ -39,7 +40,9 @@ def write_world(
     out: str | os.PathLike, seed: int, streams: int, seconds: int, *, size: int = SIZE, start: int = 0
 ) -> World:
     """Write streams `start .. start + streams - 1` of world `seed`, `seconds` long each, under `out`:
-    `videos/<id>.mp4` (H.264, 1 fps), `synth_conversations.json`, `scenes.jsonl`, `world.json`.
+    `videos/<id>.mp4` (H.264, 1 fps), `synth_conversations.json` (the questions, VStream-QA format),
+    `synth_train.json` (the same questions as LLaVA-format training records, each with its `end_time`),
+    `scenes.jsonl` (the scene log), `world.json`.
 
     A video already written is kept (the files are a function of the seed), so an interrupted run resumes.
     """
@@ -63,6 +66,7 @@ def write_world(
         )
         plans.append(plan)
     _write_text(root / ANNOTATIONS, json.dumps(records, indent=1) + "\n")
+    _write_text(root / TRAINING, json.dumps(training_records(records), indent=1) + "\n")
     _write_text(root / SCENES, "".join(json.dumps(p.to_dict()) + "\n" for p in plans))
     world = {
         "version": WORLD_VERSION,
@@ -76,6 +80,25 @@ def write_world(
     }
     _write_text(root / WORLD, json.dumps(world, indent=1) + "\n")
     return World(root, root / ANNOTATIONS, videos, sum(len(r["conversations"]) for r in records))
+
+
+def training_records(annotations: list[dict]) -> list[dict]:
+    """LLaVA-format records of the questions of `annotations` (VStream-QA format): one a question, its stream up
+    to the question's moment (`end_time`)."""
+    return [
+        {
+            "id": f"{video['video_id']}#{k}",
+            "video": f"{video['video_id']}.mp4",
+            "end_time": turn["end_time"],
+            "type": turn["type"],
+            "conversations": [
+                {"from": "human", "value": f"<video>\n{turn['question']}"},
+                {"from": "gpt", "value": turn["answer"]},
+            ],
+        }
+        for video in annotations
+        for k, turn in enumerate(video["conversations"])
+    ]
 
 
 def write_video(plan: StreamPlan, path: Path, *, size: int = SIZE, fps: int = 1) -> Path:

@@ -1,0 +1,168 @@
+"""The synthetic world: deterministic from its seed, real H.264 files, annotations the harness reads, and every
+answer true of its stream (checked here from the scene log, by code independent of the generator)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from vstream.eval.datasets import load_annotations
+from vstream.synth.files import read_plans, write_world
+from vstream.synth.questions import CHANCE, QUESTION_TYPES, make_questions
+from vstream.synth.render import render
+from vstream.synth.world import plan_stream
+
+
+def decoded(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def truth(log: dict, question: str, at: float) -> str:
+    """The answer to `question` at second `at`, read from a stream's scene log (plain data)."""
+    states = [s for scene in log["scenes"] for s in scene["states"]]
+
+    def label(state: dict) -> str:
+        return f"{state['colour']} {state['shape']}" if state["colour"] else "nothing"
+
+    shown = [label(s) for s in states if s["start"] <= at and s["colour"]]
+    if question == "What is on the screen now?":
+        return next(label(s) for s in states if s["start"] <= at < s["end"])
+    if question == "What was on the screen at the very beginning?":
+        return label(states[0])
+    if question == "What was on the screen just before the current scene?":
+        current = next(i for i, scene in enumerate(log["scenes"]) if scene["start"] <= at < scene["end"])
+        return label(log["scenes"][current - 1]["states"][-1])
+    if question == "How many scenes have there been so far?":
+        return str(sum(scene["start"] <= at for scene in log["scenes"]))
+    if question == "Which digit was shown in the corner earlier?":
+        (scene,) = [scene for scene in log["scenes"] if scene["digit"] is not None]
+        assert scene["end"] + 20 <= at  # asked long after the digit left the screen
+        return scene["digit"]
+    if match := re.fullmatch(r"Which appeared first, the (\w+ \w+) or the (\w+ \w+)\?", question):
+        x, y = match.groups()
+        assert x in shown and y in shown and x != y
+        return x if shown.index(x) < shown.index(y) else y
+    if match := re.fullmatch(r"Did a (\w+ \w+) appear\?", question):
+        return "yes" if match.group(1) in shown else "no"
+    raise AssertionError(f"unknown question {question!r}")
+
+
+def test_the_same_seed_writes_the_same_world_and_another_seed_another(tmp_path):
+    first = write_world(tmp_path / "a", seed=5, streams=2, seconds=120)
+    again = write_world(tmp_path / "b", seed=5, streams=2, seconds=120)
+    other = write_world(tmp_path / "c", seed=6, streams=2, seconds=120)
+    for name in ("synth_conversations.json", "scenes.jsonl", "world.json"):
+        assert (first.root / name).read_bytes() == (again.root / name).read_bytes()
+    assert (first.root / "scenes.jsonl").read_text() != (other.root / "scenes.jsonl").read_text()
+    for video in sorted(first.videos.iterdir()):
+        a, b = decoded(video), decoded(again.videos / video.name)
+        assert len(a) == 120 and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_every_answer_is_true_of_its_stream_and_every_type_is_asked():
+    asked = Counter()
+    yes = Counter()
+    for seconds, count in ((300, 150), (3600, 4), (100, 20)):
+        for index in range(count):
+            plan = plan_stream(11, index, seconds)
+            log = json.loads(json.dumps(plan.to_dict()))  # the scene log, as plain data
+            assert sum(s["end"] - s["start"] for s in log["scenes"]) == seconds
+            for q in make_questions(plan, 11):
+                assert 0 <= q.since <= q.at < seconds
+                assert q.answer == truth(log, q.question, q.at), (plan.stream_id, q)
+                asked[q.type] += 1
+                yes[q.answer] += q.type == "ever"
+    assert set(asked) == set(QUESTION_TYPES) == set(CHANCE)
+    assert min(asked.values()) >= 100, asked
+    assert 0.35 < yes["yes"] / asked["ever"] < 0.65  # "ever" is not answered by always saying yes
+
+
+def test_now_is_asked_right_after_a_change_and_detail_long_after_the_digit():
+    for index in range(50):
+        plan = plan_stream(2, index, 300)
+        for q in make_questions(plan, 2):
+            if q.type == "now":
+                state = plan.scene_at(q.at).state_at(q.at)
+                assert q.at - state.start <= 1  # only the newest frames show it: the spatial memory's job
+            if q.type == "detail":
+                digit_scene = next(s for s in plan.scenes if s.digit)
+                assert q.at >= digit_scene.end + 20
+                assert digit_scene.end - digit_scene.start > max(
+                    s.end - s.start for s in plan.scenes if s is not digit_scene
+                )  # the longest scene: its frames are the heaviest cluster
+
+
+def test_written_videos_show_the_plan_and_the_annotations_pass_the_checker(tmp_path):
+    world = write_world(tmp_path, seed=1, streams=2, seconds=150)
+    annotations = load_annotations(world.annotations)
+    assert not annotations.problems and len(annotations.items) == world.questions
+    assert {item.question_type for item in annotations.items} <= set(QUESTION_TYPES)
+    plans = list(read_plans(tmp_path))
+    for plan in plans:
+        frames = decoded(world.videos / f"{plan.stream_id}.mp4")
+        assert len(frames) == plan.seconds
+        for t in range(0, plan.seconds, 7):
+            error = np.abs(frames[t].astype(int) - render(plan, t).astype(int)).mean()
+            assert error < 4, (plan.stream_id, t, error)  # H.264 keeps the picture (and the small digit)
+    check = subprocess.run(
+        [sys.executable, "-m", "vstream", "data", "check", str(world.annotations)], capture_output=True, text=True
+    )
+    assert check.returncode == 0 and "0 bad records" in check.stdout, check.stdout + check.stderr
+
+
+def test_an_interrupted_world_resumes_without_rewriting_its_videos(tmp_path):
+    write_world(tmp_path, seed=3, streams=1, seconds=100)
+    video = tmp_path / "videos" / "synth-3-0000.mp4"
+    written = video.stat().st_mtime_ns
+    write_world(tmp_path, seed=3, streams=2, seconds=100)
+    assert video.stat().st_mtime_ns == written
+    assert len(json.loads((tmp_path / "synth_conversations.json").read_text())) == 2
+
+
+def test_the_command_writes_a_world_and_refuses_bad_arguments(tmp_path):
+    def synth(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "vstream", "data", "synth", "--out", str(tmp_path / "w"), *args]
+        return subprocess.run(command, capture_output=True, text=True)
+
+    done = synth("--seed", "4", "--streams", "2", "--first", "100", "--minutes", "2")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert sorted(p.name for p in (tmp_path / "w" / "videos").iterdir()) == ["synth-4-0100.mp4", "synth-4-0101.mp4"]
+    assert summary["questions"] == len(load_annotations(summary["annotations"]).items)
+    for bad in (["--streams", "0"], ["--size", "30"]):
+        refused = synth(*bad)
+        assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0, refused.stderr
+
+
+@pytest.mark.parametrize("spec", ["synthetic:12", "synthetic:12:3"])
+def test_the_synthetic_source_plays_a_stream_of_the_world(spec):
+    from vstream.stream.sources import open_source
+
+    seed = int(spec.split(":")[2]) if spec.count(":") == 2 else 0
+    plan = plan_stream(seed, 0, 12)
+    source = open_source(spec)
+    try:
+        frames = list(source.frames())
+    finally:
+        source.close()
+    assert [f.time for f in frames] == [float(t) for t in range(12)]
+    for frame in frames:
+        assert np.abs(frame.image.astype(int) - render(plan, frame.time).astype(int)).mean() < 4
+
+
+def test_a_wrong_synthetic_source_name_is_one_clear_error():
+    from vstream.errors import SourceError
+    from vstream.stream.sources import open_source
+
+    for spec in ("synthetic:soon", "synthetic:2", "synthetic:10:1:2"):
+        with pytest.raises(SourceError, match="synthetic"):
+            open_source(spec)
