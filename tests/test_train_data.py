@@ -239,3 +239,31 @@ def test_data_check_knows_training_files_and_benchmark_annotations(tmp_path, cap
     assert capsys.readouterr().out == f"{qa}: 1 questions (conversations), 0 bad records\n"
     assert main(["data", "check", str(tmp_path / "none.json")]) == 2
     assert "no such annotation file" in capsys.readouterr().err
+
+
+def test_an_online_record_sees_the_stream_up_to_its_end_time_only(tmp_path, tiny_model):
+    clip = features(tiny_model, 10)
+    save_features(tmp_path / "f" / "s.safetensors", clip)  # 1 fps: times 0..9
+    asked = {**record("s.mp4"), "end_time": 4}
+    too_early = {**record("s.mp4"), "end_time": 4, "id": "early"}
+    file = write(tmp_path / "train.json", [asked])
+    sample = dataset(tiny_model, load_training_records([file], MediaRoots(features=tmp_path / "f")))[0]
+    assert sample.times == [0.0, 1.0, 2.0, 3.0, 4.0] and torch.equal(sample.features, clip[:5])
+    save_features(
+        tmp_path / "g" / "s.safetensors", clip, {"fps": "1", "times": json.dumps([float(t + 5) for t in range(10)])}
+    )
+    late = dataset(
+        tiny_model,
+        load_training_records([write(tmp_path / "t2.json", [too_early])], MediaRoots(features=tmp_path / "g")),
+    )
+    with pytest.raises(TrainingDataError, match=r"end_time 4\.0 is before the first frame"):
+        late[0]
+    bad = [
+        {**record("s.mp4"), "end_time": -1},
+        {**record("s.mp4"), "end_time": "soon"},
+        {**record("cat.png", key="image"), "end_time": 3},
+    ]
+    checked = validate_records(bad, "bad.json", MediaRoots(features=tmp_path / "f", images=tmp_path))
+    reasons = [problem.reason for problem in checked.problems]
+    assert len(reasons) == 3 and "end_time must be a number of seconds >= 0" in reasons[0]
+    assert "end_time must be" in reasons[1] and "end_time is for videos" in reasons[2]

@@ -127,6 +127,11 @@ class TrainingDataset(Dataset):
             )
         except VStreamError as exc:  # the errors of feature files, sources and encoding name the file
             raise TrainingDataError(f"{record.position}: {exc}") from exc
+        if record.end_time is not None:  # the stream up to the question's moment
+            kept = sum(t <= record.end_time + 1e-6 for t in times)
+            if kept == 0:
+                raise TrainingDataError(f"{record.position}: end_time {record.end_time} is before the first frame")
+            features, times = features[:kept], times[:kept]
         if tuple(features.shape[1:]) != self.feature_shape:
             raise TrainingDataError(
                 f"{record.position}: {record.media}: features of shape {tuple(features.shape)}; the model takes "

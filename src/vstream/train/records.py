@@ -5,6 +5,9 @@ A file is a JSON list (or `{"data": [...]}`) or JSONL of records such as
     {"id": "v1", "video": "clips/v1.mp4",                     # or "image": "coco/1.jpg"
      "conversations": [{"from": "human", "value": "<video>\\nWhat happens?"}, {"from": "gpt", "value": "..."}]}
 
+A video record may carry `"end_time": SECONDS`: the question is asked at that moment of the stream and its memory
+is built from the frames up to it only, as an online question sees it.
+
 None is skipped silently: a record with a problem is listed, and training does not start until none is left.
 """
 
@@ -34,6 +37,8 @@ class TrainingRecord:
     """`features`, `video` (a video file or a folder of images) or `image`."""
     turns: tuple[tuple[str, str], ...]
     """(question, answer) pairs, the placeholder removed from the text."""
+    end_time: float | None = None
+    """Videos and feature files: only the frames up to this stream time (an online question's moment)."""
 
 
 @dataclass
@@ -101,11 +106,12 @@ def validate_records(
         try:
             key, name = _media_name(record)
             turns = _turns(record.get("conversations"))
+            end_time = _end_time(record, key)
             media = Path(name) if roots is None else roots.find(name)
             if media is None:
                 tried = ", ".join(str(path) for path in roots.candidates(name))
                 raise _Bad(f"{key} {name!r} not found (tried {tried})")
-            items.append((index, TrainingRecord(position, media, media_kind(media), turns)))
+            items.append((index, TrainingRecord(position, media, media_kind(media), turns, end_time)))
         except _Bad as bad:
             problems.append((index, Problem(position, str(bad))))
     if roots is not None:
@@ -176,6 +182,17 @@ def _media_name(record: Any) -> tuple[str, str]:
     if not isinstance(value, str) or not value.strip():
         raise _Bad(f"'{keys[0]}' must be a path, got {value!r}")
     return keys[0], value.strip()
+
+
+def _end_time(record: dict, key: str) -> float | None:
+    value = record.get("end_time")
+    if value is None:
+        return None
+    if key != "video":
+        raise _Bad("end_time is for videos (the moment of the stream a question is asked at)")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise _Bad(f"end_time must be a number of seconds >= 0, got {value!r}")
+    return float(value)
 
 
 def _turns(conversations: Any) -> tuple[tuple[str, str], ...]:
