@@ -78,8 +78,9 @@ def test_ask_on_a_generated_clip_by_default(env):
     [
         ("/nonexistent/video.mp4", "1", "/nonexistent/video.mp4: no such file"),
         ("notes.mp4", "1", "notes.mp4: not a video FFmpeg can read"),
-        ("synthetic:2", "soon", "--at takes SECONDS then QUESTION"),
-        ("synthetic:2", "-5", "a question's time is seconds of stream >= 0"),
+        ("synthetic:4", "soon", "--at takes SECONDS then QUESTION"),
+        ("synthetic:2", "1", "synthetic:2: expected synthetic[:SECONDS[:SEED]] with at least 3 seconds"),
+        ("synthetic:4", "-5", "a question's time is seconds of stream >= 0"),
     ],
 )
 def test_ask_errors_are_one_line(env, tmp_path, source, at, message):
