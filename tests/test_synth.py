@@ -166,3 +166,29 @@ def test_a_wrong_synthetic_source_name_is_one_clear_error():
     for spec in ("synthetic:soon", "synthetic:2", "synthetic:10:1:2"):
         with pytest.raises(SourceError, match="synthetic"):
             open_source(spec)
+
+
+def test_the_world_answers_its_own_questions_as_the_generator_asked_them():
+    from vstream.synth.questions import world_answer
+
+    for index in range(40):
+        plan = plan_stream(9, index, 300)
+        for q in make_questions(plan, 9):
+            assert world_answer(plan, q.question, q.at) == q.answer, (plan.stream_id, q)
+    plan = plan_stream(9, 0, 300)
+    assert world_answer(plan, "What is the meaning of this?", 10) is None
+
+
+def test_ask_on_a_synthetic_stream_prints_the_true_answer_beside_the_models(tmp_path):
+    import os
+
+    from vstream.stream.synthetic import synthetic_plan
+
+    env = {**os.environ, "VSTREAM_CACHE": str(tmp_path)}
+    command = [sys.executable, "-m", "vstream", "ask", "synthetic:100:4", "--model", "tiny-random"]
+    command += ["--max-new-tokens", "2", "--at", "50", "What is on the screen now?", "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.strip().splitlines()
+    plan = synthetic_plan("synthetic:100:4")
+    assert json.loads(line)["truth"] == plan.scene_at(50).state_at(50).label

@@ -47,17 +47,23 @@ def cmd_ask(args: argparse.Namespace) -> int:
             schedule.append((float(seconds), question))
         except ValueError:
             raise ConfigError(f"--at takes SECONDS then QUESTION; {seconds!r} is not a number of seconds") from None
+    from vstream.stream.synthetic import synthetic_plan
+    from vstream.synth.questions import world_answer
+
+    plan = synthetic_plan(args.source)  # a synthetic stream knows its answers: shown beside the model's
     session = _session(args)
     try:  # not `with session`, which would start playing before ask_at holds the stream at the first question
         for timed in session.ask_at(schedule, options=generation_options_from_args(args)):
+            truth = world_answer(plan, timed.answer.question, timed.time) if plan is not None else None
             if args.json:
-                print(json.dumps(timed.to_dict()), flush=True)
+                print(json.dumps({**timed.to_dict(), **({"truth": truth} if truth is not None else {})}), flush=True)
             else:
                 a = timed.answer
+                said = f"  (the stream's true answer: {truth})\n" if truth is not None else ""
                 print(
-                    f"[{_clock(timed.time)}] {a.question}\n  {a.text}\n  (memory up to {_clock(a.latest_frame_time)},"
-                    f" {timed.frames_seen} frames, {timed.frames_dropped} dropped; first token {a.ttft_s:.2f} s, "
-                    f"total {a.total_s:.2f} s)",
+                    f"[{_clock(timed.time)}] {a.question}\n  {a.text}\n{said}  (memory up to "
+                    f"{_clock(a.latest_frame_time)}, {timed.frames_seen} frames, {timed.frames_dropped} dropped; "
+                    f"first token {a.ttft_s:.2f} s, total {a.total_s:.2f} s)",
                     flush=True,
                 )
     finally:

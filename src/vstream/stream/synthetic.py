@@ -8,7 +8,7 @@ from pathlib import Path
 from vstream.errors import SourceError
 from vstream.paths import cache_dir
 from vstream.synth.files import write_video
-from vstream.synth.world import plan_stream
+from vstream.synth.world import StreamPlan, plan_stream
 
 DEFAULT_SECONDS = 10
 
@@ -36,3 +36,12 @@ def synthetic_clip(seconds: int = DEFAULT_SECONDS, seed: int = 0) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_video(plan, path)
     return path
+
+
+def synthetic_plan(source: str) -> StreamPlan | None:
+    """The plan of a `synthetic[:SECONDS[:SEED]]` source (None for any other source): what its stream shows."""
+    text = str(source)
+    if text != "synthetic" and not text.startswith("synthetic:"):
+        return None
+    seconds, seed = parse_synthetic(text)
+    return plan_stream(seed, 0, seconds)

@@ -14,6 +14,7 @@ words (scored by exact match), and its type, tied to the memory that should serv
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -171,3 +172,55 @@ def _ever(plan: StreamPlan, rng: np.random.Generator) -> Question | None:
     if label is None:
         return None
     return Question(f"Did a {label} appear?", answer, "ever", 0, at)
+
+
+def question_corpus() -> list[str]:
+    """Every question form and answer word of the world, as text (what a tokenizer for it must know)."""
+    objects = [f"{c} {s}" for c in COLOURS for s in SHAPES]
+    lines = [
+        "What is on the screen now?",
+        "What was on the screen at the very beginning?",
+        "What was on the screen just before the current scene?",
+        "How many scenes have there been so far?",
+        "Which digit was shown in the corner earlier?",
+        *(
+            f"Which appeared first, the {a} or the {b}?"
+            for a, b in zip(objects, objects[1:] + objects[:1], strict=True)
+        ),
+        *(f"Did a {o} appear?" for o in objects),
+        " ".join([*objects, NOTHING, "yes", "no", *(str(n) for n in range(10))]),
+    ]
+    return lines
+
+
+_ORDER = re.compile(r"Which appeared first, the (\w+ \w+) or the (\w+ \w+)\?")
+_EVER = re.compile(r"Did an? (\w+ \w+) appear\?")
+
+
+def world_answer(plan: StreamPlan, question: str, at: float) -> str | None:
+    """The world's own answer to one of its question forms asked at second `at` (None for any other question,
+    or one the stream cannot answer yet): what `vstream ask` prints beside a model's answer on a synthetic source."""
+    at = min(int(at), plan.seconds - 1)
+    text = " ".join(question.split())
+    scene = plan.scene_at(at)
+    index = plan.scene_index(at)
+    shown = labels_before(plan, at)
+    if text == "What is on the screen now?":
+        return scene.state_at(at).label
+    if text == "What was on the screen at the very beginning?":
+        return plan.scenes[0].object
+    if text == "What was on the screen just before the current scene?":
+        return plan.scenes[index - 1].states[-1].label if index > 0 else None
+    if text == "How many scenes have there been so far?":
+        return str(index + 1)
+    if text == "Which digit was shown in the corner earlier?":
+        digit_scene = next(s for s in plan.scenes if s.digit is not None)
+        return digit_scene.digit if digit_scene.start <= at else None
+    if match := _ORDER.fullmatch(text):
+        first, second = match.groups()
+        if first in shown and second in shown:
+            return first if shown.index(first) < shown.index(second) else second
+        return None
+    if match := _EVER.fullmatch(text):
+        return "yes" if match.group(1) in shown else "no"
+    return None
