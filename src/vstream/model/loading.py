@@ -25,6 +25,7 @@ from vstream.errors import CheckpointError, ConfigError
 from vstream.model.compat import dtype_kwargs, progress_bars
 from vstream.model.configuration_vstream import VStreamConfig
 from vstream.model.modeling_vstream import VStreamLlamaForCausalLM
+from vstream.model.smol import SMOL, smol_folder
 from vstream.model.tiny import TINY_RANDOM, tiny_random_folder
 from vstream.model.vision import VisionTower, resolve_vision_tower
 
@@ -54,10 +55,13 @@ SAFETENSORS_DTYPES = {
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
-    """A local folder as is; `tiny-random`, the tiny random model (built once); anything else is taken for a Hugging
-    Face Hub id and downloaded (or found in the cache)."""
+    """A local folder as is; `tiny-random`, the tiny random model (built once); `smol`, the small model of the
+    synthetic world shipped in the package; anything else is taken for a Hugging Face Hub id and downloaded (or
+    found in the cache)."""
     if str(name_or_path) == TINY_RANDOM:
         return tiny_random_folder()
+    if str(name_or_path) == SMOL:
+        return smol_folder()
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path

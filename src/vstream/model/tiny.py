@@ -50,8 +50,9 @@ _CORPUS = [
 ]
 
 
-def build_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
-    """A SentencePiece-like BPE tokenizer (`▁` marks spaces) trained on a few sentences, over printable ASCII.
+def build_tiny_tokenizer(vocab_size: int = 512, corpus: list[str] | None = None) -> PreTrainedTokenizerFast:
+    """A SentencePiece-like BPE tokenizer (`▁` marks spaces) trained on a few sentences (`corpus`, default a
+    handful about videos), over printable ASCII.
 
     Every token decodes to printable text, so a random model writes nonsense words rather than broken
     bytes; characters outside the alphabet become `<unk>`. `<s>` is BOS, `</s>` EOS.
@@ -63,7 +64,7 @@ def build_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"], initial_alphabet=alphabet, show_progress=False
     )
-    tokenizer.train_from_iterator(_CORPUS * 4, trainer)
+    tokenizer.train_from_iterator((corpus or _CORPUS) * 4, trainer)
     bos = ("<s>", tokenizer.token_to_id("<s>"))
     tokenizer.post_processor = processors.TemplateProcessing(
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[bos]

@@ -1,0 +1,101 @@
+"""vstream-smol: a small Flash-VStream for the synthetic world (`vstream.synth`), in the released layout.
+
+The same architecture and code path as the released model, at small sizes: a CLIP-architecture vision tower
+for 64×64 frames (an 8×8 grid of 64-wide patch features), a 4-layer LLaMA with a tokenizer whose words are the
+world's, and the STAR memory scaled down so that each memory keeps its role: the spatial and retrieved memories
+at the full 8×8 grid (where the corner digit can be read), the temporal memory at 2×2, the abstract at 1×1.
+
+    make_smol_model("./smol-init", vision=tower)   # the untrained starting point (the tower trained or not)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from transformers import CLIPVisionConfig, CLIPVisionModel
+
+from vstream.errors import CheckpointError
+from vstream.model.compat import clip_image_processor_class, progress_bars
+from vstream.model.modeling_vstream import VStreamLlamaForCausalLM
+from vstream.model.prompts import TEMPLATES
+from vstream.model.tiny import build_tiny_tokenizer, tiny_config
+from vstream.synth.questions import question_corpus
+
+SMOL = "smol"
+"""The name of the shipped smol checkpoint wherever a model is named (`--model smol`)."""
+SMOL_FOLDER = Path(__file__).with_name("smol_checkpoint")
+"""Where the package keeps it (safetensors, a few MB; its model card is README.md there)."""
+
+
+def smol_folder() -> Path:
+    """The shipped smol checkpoint's folder."""
+    if not (SMOL_FOLDER / "config.json").is_file():
+        raise CheckpointError(
+            f"this installation has no smol checkpoint ({SMOL_FOLDER}); build one with `vstream build-smol --out DIR`"
+        )
+    return SMOL_FOLDER
+
+
+SMOL_MEMORY = {
+    "compress_size": 8,  # s_s: spatial and retrieved frames in full (8×8)
+    "compress_long_memory_size": 2,  # s_t
+    "compress_Turing_memory_size": 1,  # s_a
+    "compress_Turing_hidden_dim": 16,  # d
+    "video_long_memory_length": 16,  # N_t
+    "video_Turing_memory_length": 8,  # N_a
+    "video_current_memory_length": 1,  # N_s
+    "video_retrieved_memory_length": 1,  # N_r: the digit scene, the heaviest cluster, is the one retrieved
+}
+"""8 abstract + 16·4 temporal + 64 retrieved + 64 spatial = 200 tokens."""
+
+
+def smol_vision_config() -> CLIPVisionConfig:
+    """The vision tower's shape: 64×64 frames, 8×8 patches, 3 layers 64 wide."""
+    return CLIPVisionConfig(
+        hidden_size=64,
+        intermediate_size=256,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        image_size=64,
+        patch_size=8,
+    )
+
+
+def make_smol_model(
+    folder: str | os.PathLike, *, vision: CLIPVisionModel | None = None, seed: int = 0, vocab_size: int = 384
+) -> Path:
+    """Write the untrained smol checkpoint to `folder`: a new LLM, projector and memory attention drawn from
+    `seed`, the tokenizer, and `vision` (a smol vision tower, e.g. one taught the world's frames; default a new
+    random one)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    corpus = [*(t.system for t in TEMPLATES.values() if t.system), *question_corpus()]
+    tokenizer = build_tiny_tokenizer(vocab_size, corpus)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        vision = vision if vision is not None else CLIPVisionModel(smol_vision_config())
+        config = tiny_config(
+            len(tokenizer),
+            hidden_size=128,
+            intermediate_size=512,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=1024,
+            mm_hidden_size=vision.config.hidden_size,
+            mm_vision_select_layer=-1,
+            **SMOL_MEMORY,
+        )
+        llm = VStreamLlamaForCausalLM(config)
+    side = vision.config.image_size
+    with progress_bars(False):
+        vision.save_pretrained(folder / "vision_tower")
+        processor = clip_image_processor_class()(
+            size={"shortest_edge": side}, crop_size={"height": side, "width": side}
+        )
+        processor.save_pretrained(folder / "vision_tower")
+        llm.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    return folder
