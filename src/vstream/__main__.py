@@ -74,6 +74,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argpars
         _lazy(TRAIN, "add_merge_lora_arguments"),
         "fold a LoRA adapter saved by `vstream train` into a full checkpoint",
     ),
+    "build-smol": (
+        _lazy(TRAIN, "cmd_build_smol"),
+        _lazy(TRAIN, "add_build_smol_arguments"),
+        "build vstream-smol from nothing on a CPU: synthetic world, vision tower, training, held-out accuracy",
+    ),
     "make-tiny-model": (
         _lazy(MODEL, "cmd_make_tiny_model"),
         _lazy(MODEL, "add_tiny_arguments"),

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "config", help="the run's YAML file, or a preset: stage1, stage2, stage2_lora, tiny_cpu (see vstream.train)"
+        "config",
+        help="the run's YAML file, or a preset: stage1, stage2, stage2_lora, tiny_cpu, smol (see vstream.train)",
     )
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="fields to change, e.g. learning_rate=1e-4 data.fps=2"
@@ -41,4 +43,51 @@ def cmd_merge_lora(args: argparse.Namespace) -> int:
     from vstream.model.loading import merge_lora
 
     print(json.dumps({"checkpoint": str(merge_lora(args.adapter, args.output, base=args.base))}))
+    return 0
+
+
+def add_build_smol_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="build folder (the checkpoint: OUT/checkpoint)")
+    parser.add_argument("--seed", type=int, default=0, help="the world and every initialisation")
+    parser.add_argument("--streams", type=int, default=400, help="training streams")
+    parser.add_argument("--minutes", type=float, default=4.0, help="length of each training stream")
+    parser.add_argument("--vision-seconds", type=float, default=300.0, help="time to teach the vision tower")
+    parser.add_argument("--heldout", type=int, default=30, help="held-out streams (another seed) to evaluate on")
+    parser.add_argument("--heldout-minutes", type=float, default=5.0)
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="changes to the smol training preset, e.g. max_steps=300"
+    )
+
+
+def cmd_build_smol(args: argparse.Namespace) -> int:
+    from vstream.eval.datasets import load_annotations
+    from vstream.eval.judge import run_rule, verdict_paths
+    from vstream.eval.predict import PredictConfig, run_predict
+    from vstream.eval.report import build_report, to_markdown
+    from vstream.model import GenerationOptions, VStream
+    from vstream.synth.files import write_world
+    from vstream.synth.questions import CHANCE
+    from vstream.train.smol import SmolBuild, build_smol, write_model_card
+
+    build = SmolBuild(args.seed, args.streams, args.minutes, args.vision_seconds, tuple(args.overrides))
+    checkpoint = build_smol(args.out, build)
+    heldout = write_world(
+        args.out / "data" / "heldout", args.seed + 1, args.heldout, round(args.heldout_minutes * 60), start=0
+    )
+    predictions = args.out / "heldout.predictions.jsonl"
+    config = PredictConfig("synth", predictions, videos=heldout.videos, options=GenerationOptions(max_new_tokens=6))
+    run_predict(VStream.from_pretrained(checkpoint), load_annotations(heldout.annotations), config, str(checkpoint))
+    run_rule(predictions, verdict_paths(predictions))
+    report = build_report([predictions], [verdict_paths(predictions)])
+    (args.out / "heldout_report.md").write_text(to_markdown(report))
+    (row,) = report["rows"]
+    accuracy = {t: c.get("accuracy") for t, c in row["by_type"].items()}
+    record = json.loads((args.out / "build.json").read_text())
+    command = "vstream build-smol " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "vstream build-smol"
+    write_model_card(checkpoint, record, accuracy, CHANCE, command)
+    print(
+        json.dumps(
+            {"checkpoint": str(checkpoint), "accuracy": row.get("accuracy"), "by_type": accuracy, "chance": CHANCE}
+        )
+    )
     return 0

@@ -1,6 +1,7 @@
-"""Training: the two-stage Flash-VStream recipe on Hugging Face `Trainer` (DDP, DeepSpeed ZeRO 0-2), from one YAML file.
+"""Training: the two-stage Flash-VStream recipe on Hugging Face `Trainer` (DDP, DeepSpeed ZeRO 0-3, FSDP), from one
+YAML file.
 
-    vstream train stage2.yaml                                     # or a preset: stage1, stage2, stage2_lora, tiny_cpu
+    vstream train stage2.yaml                                     # or a preset: stage1, stage2, tiny_cpu, smol, ...
     torchrun --nproc-per-node 8 -m vstream.train stage2.yaml      # 8 GPUs; `--resume` continues from a checkpoint
 
     from vstream.train import load_train_config, train

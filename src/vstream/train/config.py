@@ -191,8 +191,8 @@ class TrainConfig:
 
 
 def load_train_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Read a YAML run file (or a preset's name: `stage1`, `stage2`, `stage2_lora`, `tiny_cpu`), with `key=value`
-    overrides (`learning_rate=1e-4`, `data.features=/x`), into a checked TrainConfig."""
+    """Read a YAML run file (or a preset's name: `stage1`, `stage2`, `stage2_lora`, `tiny_cpu`, `smol`), with
+    `key=value` overrides (`learning_rate=1e-4`, `data.features=/x`), into a checked TrainConfig."""
     import yaml
 
     path = resolve_preset(path)

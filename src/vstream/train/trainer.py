@@ -35,13 +35,16 @@ RUN_FILE = "train_config.json"
 """Written beside every checkpoint: the run that made it."""
 
 
-def train(config: TrainConfig, *, resume: bool = False) -> Path:
-    """Run the training `config` describes (resuming from its last checkpoint with `resume`); returns the folder
-    of the final checkpoint (`output_dir`), in the released layout."""
+def train(config: TrainConfig, *, resume: bool = False, callbacks: list | None = None) -> Path:
+    """Run the training `config` describes (resuming from its last checkpoint with `resume`; `callbacks`:
+    Hugging Face `TrainerCallback`s to add); returns the folder of the final checkpoint (`output_dir`), in the
+    released layout."""
     from transformers import set_seed
 
     set_seed(config.seed)
     trainer = build_trainer(config)
+    for callback in callbacks or ():
+        trainer.add_callback(callback)
     output = Path(config.output_dir)
     checkpoint = last_complete_checkpoint(output) if resume else None
     if resume and checkpoint is None:
