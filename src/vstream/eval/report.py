@@ -245,10 +245,17 @@ def runs_note(report: dict[str, Any]) -> str | None:
 
 def to_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: one table row per report row, then one per question type, then the notes."""
-    lines = [
-        f"Paper: Flash-VStream as published, judged by {report['paper_judge']}; scores move with the judge, so "
-        "compare rows judged alike.",
-        "",
+    published = any(row.get("paper") for row in report["rows"]) or not report["rows"]
+    lines = (
+        [
+            f"Paper: Flash-VStream as published, judged by {report['paper_judge']}; scores move with the judge, so "
+            "compare rows judged alike.",
+            "",
+        ]
+        if published
+        else []
+    )
+    lines += [
         "| # | benchmark | model | mode | settings | judge (prompt) | questions | predicted | failed to predict | "
         "judged | failed to judge | not judged | coverage | accuracy | score | paper accuracy | paper score |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",

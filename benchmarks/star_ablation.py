@@ -1,0 +1,141 @@
+"""The paper's memory ablations (Tables 4-6), in kind, on vstream-smol: which memory each question type needs.
+
+    vstream build-smol --out smol-build                       # the world, the taught vision tower, the features
+    python benchmarks/star_ablation.py --build smol-build     # every variant, 15 minutes of training each
+
+Each variant trains the same untrained smol checkpoint (`BUILD/init`, its vision tower already taught) on the same
+data for the same wall-clock time (steps are calibrated per variant: a smaller memory takes more, shorter steps),
+with one memory removed or replaced by a baseline at about the same token budget, and is evaluated online on
+held-out streams of another seed with that same memory. One JSON line per variant: accuracy per question type,
+chance, tokens, steps, seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from vstream.eval.datasets import load_annotations
+from vstream.eval.judge import run_rule, verdict_paths
+from vstream.eval.predict import PredictConfig, run_predict
+from vstream.eval.report import build_report
+from vstream.model import GenerationOptions, VStream
+from vstream.synth.files import TRAINING, write_world
+from vstream.synth.questions import CHANCE
+from vstream.train.config import load_train_config
+from vstream.train.trainer import build_trainer, train
+
+VARIANTS = {
+    "full": {},
+    "no_spatial": {"memories": ["abstract", "temporal", "retrieved"]},
+    "no_temporal": {"memories": ["abstract", "spatial"]},  # the retrieved memory needs the temporal one
+    "no_retrieved": {"memories": ["abstract", "temporal", "spatial"]},
+    "no_abstract": {"memories": ["temporal", "retrieved", "spatial"]},
+    "recent_frames": {"kind": "sliding", "num_frames": 12, "frame_pool": 4},  # 192 tokens
+    "uniform_frames": {"kind": "uniform", "num_frames": 12, "frame_pool": 4},
+    "running_average": {"kind": "merge", "num_frames": 3, "frame_pool": 8},
+}
+"""Memory changes of each variant (MemoryConfig fields); the full STAR memory of smol is 200 tokens."""
+
+
+class StopAfter(TrainerCallback):
+    """Ends training once `seconds` of steps have passed."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.start = seconds, None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.start = self.start or time.perf_counter()
+        if time.perf_counter() - self.start > self.seconds:
+            control.should_training_stop = True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--build", type=Path, required=True, help="a `vstream build-smol` folder")
+    parser.add_argument("--out", type=Path, default=None, help="default: BUILD/ablation")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--seconds", type=float, default=900.0, help="training time per variant")
+    parser.add_argument("--heldout", type=int, default=200, help="held-out streams")
+    parser.add_argument("--heldout-minutes", type=float, default=5.0)
+    parser.add_argument("--seed", type=int, default=0, help="training seed (the world's stays the build's)")
+    args = parser.parse_args()
+    out = args.out or args.build / "ablation"
+    settings = json.loads((args.build / "build.json").read_text())["settings"]
+    heldout = write_world(out / "heldout", settings["seed"] + 1, args.heldout, round(args.heldout_minutes * 60))
+    questions = load_annotations(heldout.annotations)
+    for name in args.variants.split(","):
+        with contextlib.redirect_stdout(sys.stderr):  # the Trainer's log lines: stdout is for the JSON lines only
+            result = run_variant(name, VARIANTS[name], args, out, questions, heldout.videos)
+        print(json.dumps(result), flush=True)
+
+
+def run_variant(name, memory, args, out, questions, videos) -> dict:
+    """Train one variant for the time budget, then answer the held-out questions with its memory."""
+    folder = out / name
+    shutil.rmtree(folder / "checkpoint", ignore_errors=True)
+    overrides = [
+        f"model={args.build / 'init'}",
+        f"output_dir={folder / 'checkpoint'}",
+        f"data.files=[{args.build / 'data' / 'train' / TRAINING}]",
+        f"data.features={args.build / 'data' / 'train' / 'features'}",
+        f"memory={json.dumps(memory)}",
+        f"seed={args.seed}",
+    ]
+    step_s = calibrate(overrides, folder)
+    steps = max(int(args.seconds / step_s), 1)
+    config = load_train_config("smol", [*overrides, f"max_steps={steps}", f"save_steps={steps}"])
+    start = time.perf_counter()
+    checkpoint = train(config, callbacks=[StopAfter(args.seconds)])
+    trained_s = time.perf_counter() - start
+    vs = VStream.from_pretrained(checkpoint)
+    memory_config = vs.memory_config().replace(**memory)
+    predictions = folder / "heldout.predictions.jsonl"
+    predictions.unlink(missing_ok=True)
+    config = PredictConfig(
+        "synth", predictions, videos=videos, memory=memory_config, options=GenerationOptions(max_new_tokens=6)
+    )
+    run_predict(vs, questions, config, f"smol-{name}")
+    verdicts = verdict_paths(predictions)
+    verdicts.unlink(missing_ok=True)
+    run_rule(predictions, verdicts)
+    (row,) = build_report([predictions], [verdicts])["rows"]
+    return {
+        "variant": name,
+        "memory": memory,
+        "tokens": memory_config.num_tokens,
+        "steps": steps,
+        "train_s": round(trained_s, 1),
+        "accuracy": row.get("accuracy"),
+        "by_type": {t: c.get("accuracy") for t, c in sorted(row["by_type"].items())},
+        "chance": {t: round(100 * c, 1) for t, c in CHANCE.items()},
+    }
+
+
+def calibrate(overrides: list[str], folder: Path) -> float:
+    """Seconds per optimizer step of this variant (the median of a few steps after the first)."""
+    config = load_train_config("smol", [*overrides, "max_steps=4", "save_steps=1000", f"output_dir={folder}/calib"])
+    trainer = build_trainer(config)
+    times: list[float] = []
+
+    class Timer(TrainerCallback):
+        def on_step_begin(self, *a, **k):
+            times.append(time.perf_counter())
+
+    trainer.add_callback(Timer())
+    trainer.train()
+    shutil.rmtree(folder / "calib", ignore_errors=True)
+    gaps = sorted(b - a for a, b in itertools.pairwise(times[1:]))
+    return gaps[len(gaps) // 2] if gaps else 1.0
+
+
+if __name__ == "__main__":
+    main()
