@@ -93,6 +93,15 @@ def test_build_smol_runs_every_step_and_resumes_without_redoing_them(tmp_path):
     assert all(line["steps"] >= 1 and set(line["by_type"]) <= set(QUESTION_TYPES) for line in lines)
 
 
+@pytest.mark.parametrize("wrong", [["--streams", "0"], ["--minutes", "0.5"], ["--heldout", "0"]])
+def test_build_smol_refuses_wrong_sizes_before_any_work(tmp_path, capsys, wrong):
+    from vstream.__main__ import main
+
+    assert main(["build-smol", "--out", str(tmp_path / "b"), *wrong]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize("name", ["smol"])
 def test_a_missing_smol_checkpoint_is_one_clear_error(name, monkeypatch, tmp_path):
     from vstream.errors import CheckpointError

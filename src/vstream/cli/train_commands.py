@@ -60,6 +60,7 @@ def add_build_smol_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_build_smol(args: argparse.Namespace) -> int:
+    from vstream.errors import ConfigError
     from vstream.eval.datasets import load_annotations
     from vstream.eval.judge import run_rule, verdict_paths
     from vstream.eval.predict import PredictConfig, run_predict
@@ -69,6 +70,15 @@ def cmd_build_smol(args: argparse.Namespace) -> int:
     from vstream.synth.questions import CHANCE
     from vstream.train.smol import SmolBuild, build_smol, write_model_card
 
+    if (
+        args.streams < 1
+        or args.heldout < 1
+        or min(args.minutes, args.heldout_minutes) < 1.5
+        or args.vision_seconds <= 0
+    ):
+        raise ConfigError(
+            "--streams and --heldout must be >= 1, --minutes and --heldout-minutes >= 1.5, --vision-seconds > 0"
+        )
     build = SmolBuild(args.seed, args.streams, args.minutes, args.vision_seconds, tuple(args.overrides))
     checkpoint = build_smol(args.out, build)
     heldout = write_world(
