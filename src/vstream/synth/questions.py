@@ -167,7 +167,8 @@ def _ever(plan: StreamPlan, rng: np.random.Generator) -> Question | None:
     if rng.random() < 0.5:
         label, answer = _pick(rng, shown), "yes"
     else:
-        never = [f"{c} {s}" for c in COLOURS for s in SHAPES if f"{c} {s}" not in labels_before(plan, plan.seconds)]
+        ever_shown = set(labels_before(plan, plan.seconds))
+        never = [f"{c} {s}" for c in COLOURS for s in SHAPES if f"{c} {s}" not in ever_shown]
         label, answer = _pick(rng, never), "no"
     if label is None:
         return None
