@@ -60,7 +60,7 @@ def test_the_same_seed_writes_the_same_world_and_another_seed_another(tmp_path):
     first = write_world(tmp_path / "a", seed=5, streams=2, seconds=120)
     again = write_world(tmp_path / "b", seed=5, streams=2, seconds=120)
     other = write_world(tmp_path / "c", seed=6, streams=2, seconds=120)
-    for name in ("synth_conversations.json", "scenes.jsonl", "world.json"):
+    for name in ("synth_conversations.json", "synth_train.json", "scenes.jsonl", "world.json"):
         assert (first.root / name).read_bytes() == (again.root / name).read_bytes()
     assert (first.root / "scenes.jsonl").read_text() != (other.root / "scenes.jsonl").read_text()
     for video in sorted(first.videos.iterdir()):
@@ -84,6 +84,33 @@ def test_every_answer_is_true_of_its_stream_and_every_type_is_asked():
     assert set(asked) == set(QUESTION_TYPES) == set(CHANCE)
     assert min(asked.values()) >= 100, asked
     assert 0.35 < yes["yes"] / asked["ever"] < 0.65  # "ever" is not answered by always saying yes
+
+
+def test_training_conversations_ask_every_allowed_type_at_one_moment_and_are_true():
+    from vstream.synth.files import training_records
+    from vstream.synth.questions import moment_questions
+
+    asked, firsts = Counter(), Counter()
+    for index in range(60):
+        plan = plan_stream(4, index, 240)
+        log = json.loads(json.dumps(plan.to_dict()))
+        conversations = moment_questions(plan, 4, moments=24)
+        assert conversations == moment_questions(plan, 4, moments=24)  # deterministic from the seed
+        for questions in conversations:
+            assert len({q.at for q in questions}) == 1 and len({q.type for q in questions}) == len(questions)
+            assert {"now", "beginning", "ever"} <= {q.type for q in questions} or questions[0].at < 20
+            for q in questions:
+                assert q.answer == truth(log, q.question, q.at), (plan.stream_id, q)
+                asked[q.type] += 1
+            firsts[questions[0].type] += 1
+        records = training_records(plan.stream_id, conversations)
+        assert len(records) == len(conversations)
+        for record, questions in zip(records, conversations, strict=True):
+            assert record["end_time"] == questions[0].at and record["types"] == [q.type for q in questions]
+            assert record["conversations"][0]["value"] == f"<video>\n{questions[0].question}"
+            assert [t["value"] for t in record["conversations"][1::2]] == [q.answer for q in questions]
+    assert set(asked) == set(QUESTION_TYPES) and min(asked.values()) >= 200, asked
+    assert set(firsts) == set(QUESTION_TYPES)  # each type is asked first sometimes (as it is at evaluation)
 
 
 def test_now_is_asked_right_after_a_change_and_detail_long_after_the_digit():

@@ -13,12 +13,15 @@ from pathlib import Path
 import av
 from tqdm import tqdm
 
-from vstream.synth.questions import CHANCE, QUESTION_TYPES, make_questions
+from vstream.synth.questions import CHANCE, QUESTION_TYPES, Question, make_questions, moment_questions
 from vstream.synth.render import SIZE, render
 from vstream.synth.world import StreamPlan, plan_stream
 
 WORLD_VERSION = "synth-v1"
 """Changes when the same seed would give other streams or questions."""
+
+TRAINING_MOMENTS_PER_MINUTE = 5
+"""Training conversations per minute of stream (each asks every question type allowed at its moment)."""
 
 ANNOTATIONS = "synth_conversations.json"
 TRAINING = "synth_train.json"
@@ -34,6 +37,8 @@ class World:
     annotations: Path
     videos: Path
     questions: int
+    training_samples: int
+    """Training records (conversations at one moment each) in `synth_train.json`."""
 
 
 def write_world(
@@ -41,15 +46,15 @@ def write_world(
 ) -> World:
     """Write streams `start .. start + streams - 1` of world `seed`, `seconds` long each, under `out`:
     `videos/<id>.mp4` (H.264, 1 fps), `synth_conversations.json` (the questions, VStream-QA format),
-    `synth_train.json` (the same questions as LLaVA-format training records, each with its `end_time`),
-    `scenes.jsonl` (the scene log), `world.json`.
+    `synth_train.json` (LLaVA-format training records: conversations at moments of each stream, each asking
+    every question type allowed then, with its `end_time`), `scenes.jsonl` (the scene log), `world.json`.
 
     A video already written is kept (the files are a function of the seed), so an interrupted run resumes.
     """
     root = Path(out)
     videos = root / "videos"
     videos.mkdir(parents=True, exist_ok=True)
-    records, plans = [], []
+    records, plans, training = [], [], []
     for index in tqdm(range(start, start + streams), desc="synthetic streams", unit="stream"):
         plan = plan_stream(seed, index, seconds)
         path = videos / f"{plan.stream_id}.mp4"
@@ -65,8 +70,10 @@ def write_world(
             }
         )
         plans.append(plan)
+        moments = max(1, round(TRAINING_MOMENTS_PER_MINUTE * seconds / 60))
+        training += training_records(plan.stream_id, moment_questions(plan, seed, moments))
     _write_text(root / ANNOTATIONS, json.dumps(records, indent=1) + "\n")
-    _write_text(root / TRAINING, json.dumps(training_records(records), indent=1) + "\n")
+    _write_text(root / TRAINING, json.dumps(training, indent=1) + "\n")
     _write_text(root / SCENES, "".join(json.dumps(p.to_dict()) + "\n" for p in plans))
     world = {
         "version": WORLD_VERSION,
@@ -79,26 +86,28 @@ def write_world(
         "chance": CHANCE,
     }
     _write_text(root / WORLD, json.dumps(world, indent=1) + "\n")
-    return World(root, root / ANNOTATIONS, videos, sum(len(r["conversations"]) for r in records))
+    return World(root, root / ANNOTATIONS, videos, sum(len(r["conversations"]) for r in records), len(training))
 
 
-def training_records(annotations: list[dict]) -> list[dict]:
-    """LLaVA-format records of the questions of `annotations` (VStream-QA format): one a question, its stream up
-    to the question's moment (`end_time`)."""
-    return [
-        {
-            "id": f"{video['video_id']}#{k}",
-            "video": f"{video['video_id']}.mp4",
-            "end_time": turn["end_time"],
-            "type": turn["type"],
-            "conversations": [
-                {"from": "human", "value": f"<video>\n{turn['question']}"},
-                {"from": "gpt", "value": turn["answer"]},
-            ],
-        }
-        for video in annotations
-        for k, turn in enumerate(video["conversations"])
-    ]
+def training_records(stream_id: str, conversations: list[list[Question]]) -> list[dict]:
+    """LLaVA-format records of one stream: each conversation a record, its questions in turn, the stream up to
+    their moment (`end_time`); `types` lists the turns' question types."""
+    records = []
+    for k, questions in enumerate(q for q in conversations if q):
+        turns = []
+        for n, question in enumerate(questions):
+            turns.append({"from": "human", "value": f"<video>\n{question.question}" if n == 0 else question.question})
+            turns.append({"from": "gpt", "value": question.answer})
+        records.append(
+            {
+                "id": f"{stream_id}@{k}",
+                "video": f"{stream_id}.mp4",
+                "end_time": questions[0].at,
+                "types": [q.type for q in questions],
+                "conversations": turns,
+            }
+        )
+    return records
 
 
 def write_video(plan: StreamPlan, path: Path, *, size: int = SIZE, fps: int = 1) -> Path:

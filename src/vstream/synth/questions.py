@@ -102,15 +102,12 @@ def _now(plan: StreamPlan, rng: np.random.Generator) -> Question | None:
     change = _pick(rng, changes)
     if change is None:
         return None
-    at = min(change + int(rng.integers(0, 2)), plan.seconds - 1)
-    answer = plan.scene_at(at).state_at(at).label
-    return Question("What is on the screen now?", answer, "now", at, at)
+    return ask("now", plan, min(change + int(rng.integers(0, 2)), plan.seconds - 1), rng)
 
 
 def _beginning(plan: StreamPlan, rng: np.random.Generator) -> Question | None:
     earliest = plan.scenes[2].start if len(plan.scenes) > 2 else plan.scenes[-1].start
-    at = int(rng.integers(earliest, plan.seconds))
-    return Question("What was on the screen at the very beginning?", plan.scenes[0].object, "beginning", 0, at)
+    return ask("beginning", plan, int(rng.integers(earliest, plan.seconds)), rng)
 
 
 def _earlier(plan: StreamPlan, rng: np.random.Generator) -> Question | None:
@@ -120,14 +117,65 @@ def _earlier(plan: StreamPlan, rng: np.random.Generator) -> Question | None:
     if k is None:
         return None
     scene = plan.scenes[k]
-    at = int(rng.integers(scene.start + 5, scene.end))
-    answer = plan.scenes[k - 1].states[-1].label
-    return Question("What was on the screen just before the current scene?", answer, "earlier", 0, at)
+    return ask("earlier", plan, int(rng.integers(scene.start + 5, scene.end)), rng)
 
 
 def _order(plan: StreamPlan, rng: np.random.Generator) -> Question | None:
+    return ask("order", plan, int(rng.integers(plan.scenes[min(2, len(plan.scenes) - 1)].start, plan.seconds)), rng)
+
+
+def _count(plan: StreamPlan, rng: np.random.Generator) -> Question | None:
+    last = min(len(plan.scenes), MAX_COUNT)
+    scene = plan.scenes[int(rng.integers(1, last + 1)) - 1]
+    at = int(rng.integers(scene.start + 3, scene.end)) if scene.end - scene.start > 3 else scene.start
+    return ask("count", plan, at, rng)
+
+
+def _detail(plan: StreamPlan, rng: np.random.Generator) -> Question | None:
+    scene = next(s for s in plan.scenes if s.digit is not None)
+    if scene.end + 20 >= plan.seconds:
+        return None
+    return ask("detail", plan, int(rng.integers(scene.end + 20, plan.seconds)), rng)
+
+
+def _ever(plan: StreamPlan, rng: np.random.Generator) -> Question | None:
+    return ask("ever", plan, int(rng.integers(plan.scenes[min(2, len(plan.scenes) - 1)].start, plan.seconds)), rng)
+
+
+def ask(kind: str, plan: StreamPlan, at: int, rng: np.random.Generator) -> Question | None:
+    """The question of type `kind` asked at second `at`, with its answer; None where the stream does not allow it
+    then (`earlier` needs 5 s of a scene after one that ended on an object, `count` 3 s of one of the first 8
+    scenes, `detail` 20 s past the digit's scene, `order` two objects of different scenes; `ever` draws the object
+    from `rng`, shown or never shown with equal chance)."""
+    index = plan.scene_index(at)
+    scene = plan.scenes[index]
+    if kind == "now":
+        return Question("What is on the screen now?", scene.state_at(at).label, kind, at, at)
+    if kind == "beginning":
+        return Question("What was on the screen at the very beginning?", plan.scenes[0].object, kind, 0, at)
+    if kind == "earlier":
+        before = plan.scenes[index - 1].states[-1].label if index > 0 else NOTHING
+        if before == NOTHING or at < scene.start + 5:
+            return None
+        return Question("What was on the screen just before the current scene?", before, kind, 0, at)
+    if kind == "count":
+        if index >= MAX_COUNT or (at < scene.start + 3 and scene.end - scene.start > 3):
+            return None
+        return Question("How many scenes have there been so far?", str(index + 1), kind, 0, at)
+    if kind == "detail":
+        digit_scene = next(s for s in plan.scenes if s.digit is not None)
+        if at < digit_scene.end + 20:
+            return None
+        return Question("Which digit was shown in the corner earlier?", digit_scene.digit, kind, digit_scene.start, at)
+    if kind == "order":
+        return _order_at(plan, at, rng)
+    if kind == "ever":
+        return _ever_at(plan, at, rng)
+    raise ValueError(f"unknown question type {kind!r}")
+
+
+def _order_at(plan: StreamPlan, at: int, rng: np.random.Generator) -> Question | None:
     """Two objects each shown in one scene only (up to the asking time), in different scenes."""
-    at = int(rng.integers(plan.scenes[min(2, len(plan.scenes) - 1)].start, plan.seconds))
     first_seen: dict[str, list[int]] = {}
     for index, scene in enumerate(plan.scenes):
         for state in scene.states:
@@ -139,30 +187,10 @@ def _order(plan: StreamPlan, rng: np.random.Generator) -> Question | None:
     a, b = (unique[i] for i in rng.choice(len(unique), 2, replace=False))
     if a[0] == b[0]:
         return None
-    first = min(a, b)[1]
-    x, y = a[1], b[1]
-    return Question(f"Which appeared first, the {x} or the {y}?", first, "order", 0, at)
+    return Question(f"Which appeared first, the {a[1]} or the {b[1]}?", min(a, b)[1], "order", 0, at)
 
 
-def _count(plan: StreamPlan, rng: np.random.Generator) -> Question | None:
-    last = min(len(plan.scenes), MAX_COUNT)
-    n = int(rng.integers(1, last + 1))
-    scene = plan.scenes[n - 1]
-    at = int(rng.integers(scene.start + 3, scene.end)) if scene.end - scene.start > 3 else scene.start
-    return Question("How many scenes have there been so far?", str(n), "count", 0, at)
-
-
-def _detail(plan: StreamPlan, rng: np.random.Generator) -> Question | None:
-    scene = next(s for s in plan.scenes if s.digit is not None)
-    earliest = scene.end + 20
-    if earliest >= plan.seconds:
-        return None
-    at = int(rng.integers(earliest, plan.seconds))
-    return Question("Which digit was shown in the corner earlier?", scene.digit, "detail", scene.start, at)
-
-
-def _ever(plan: StreamPlan, rng: np.random.Generator) -> Question | None:
-    at = int(rng.integers(plan.scenes[min(2, len(plan.scenes) - 1)].start, plan.seconds))
+def _ever_at(plan: StreamPlan, at: int, rng: np.random.Generator) -> Question | None:
     shown = labels_before(plan, at)
     if rng.random() < 0.5:
         label, answer = _pick(rng, shown), "yes"
@@ -173,6 +201,24 @@ def _ever(plan: StreamPlan, rng: np.random.Generator) -> Question | None:
     if label is None:
         return None
     return Question(f"Did a {label} appear?", answer, "ever", 0, at)
+
+
+def moment_questions(plan: StreamPlan, seed: int, moments: int) -> list[list[Question]]:
+    """Training conversations: at `moments` moments of the stream (half just after a change of the screen, half
+    anywhere), every question type the stream allows then, in random order. Asking all of them about one memory
+    makes a sample of several answers for the price of one memory readout."""
+    rng = np.random.default_rng([seed, int(plan.stream_id.rsplit("-", 1)[1]), 11])
+    changes = [s.start for scene in plan.scenes for s in scene.states if s.start > 0]
+    conversations = []
+    for k in range(moments):
+        if k % 2 == 0 and changes:
+            at = min(_pick(rng, changes) + int(rng.integers(0, 2)), plan.seconds - 1)
+        else:
+            at = int(rng.integers(0, plan.seconds))
+        kinds = [QUESTION_TYPES[i] for i in rng.permutation(len(QUESTION_TYPES))]
+        asked = [q for q in (ask(kind, plan, at, rng) for kind in kinds) if q is not None]
+        conversations.append(asked)
+    return conversations
 
 
 def question_corpus() -> list[str]:
