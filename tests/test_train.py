@@ -348,3 +348,41 @@ def test_each_stage_trains_from_raw_videos_and_images(tiny_checkpoint, tmp_path,
     model = VStream.from_pretrained(out)
     assert model.answer_features(model.encode_frames([np.zeros((40, 40, 3), np.uint8)]), "What?", options=SHORT)
     shutil.rmtree(out)
+
+
+def test_a_frozen_memory_attention_is_read_out_by_the_data_pipeline_and_cached(tiny_checkpoint, tmp_path):
+    """With the q/k frozen the memory is computed beside the step (and kept): the same first loss as the
+    in-step memory, q/k unchanged, everything else learning; a cached sample is not read from disk again."""
+    from vstream.train import load_train_config, train
+    from vstream.train.trainer import build_trainer
+
+    write_feature_set(tmp_path, count=4)
+    trained = train(load_train_config(run_file(tmp_path, str(tiny_checkpoint))))
+    frozen_root = tmp_path / "frozen"
+    shutil.copytree(tmp_path / "features", frozen_root / "features")
+    shutil.copy(tmp_path / "train.json", frozen_root / "train.json")
+    run = run_file(frozen_root, str(tiny_checkpoint), freeze_memory_attention=True, cache_memories=True)
+    frozen = train(load_train_config(run))
+    assert losses(frozen)[0] == pytest.approx(losses(trained)[0], abs=1e-6)  # the same memory, read elsewhere
+    assert losses(frozen)[-1] < losses(frozen)[0]
+    before, after = weights(tiny_checkpoint), weights(frozen)
+    for name in ("model.attention_model.q_proj.weight", "model.attention_model.k_proj.weight"):
+        assert torch.equal(before[name], after[name]) and not torch.equal(before[name], weights(trained)[name])
+    for name in ("model.mm_projector.0.weight", "model.layers.0.self_attn.q_proj.weight"):
+        assert not torch.equal(before[name], after[name])
+
+    dataset = build_trainer(load_train_config(run)).train_dataset
+    first = dataset[1]
+    for clip in ("clip1", "clip2"):  # a cached sample needs its features no more; another one does
+        (frozen_root / "features" / f"{clip}.safetensors").unlink()
+    assert dataset[1].memory is first.memory and first.memory.shape[0] > 0
+    with pytest.raises(Exception, match="clip2"):
+        dataset[2]
+
+
+def test_cached_memories_need_a_frozen_memory_attention(tmp_path):
+    from vstream.train import load_train_config
+
+    write_feature_set(tmp_path, count=2)
+    with pytest.raises(ConfigError, match="cache_memories needs freeze_memory_attention"):
+        load_train_config(run_file(tmp_path, "tiny-random", cache_memories=True))

@@ -83,6 +83,11 @@ class TrainConfig:
         too_long: a sample longer than `model_max_length` is cut at the end (`truncate`) or left out (`drop`);
             either way it is counted before training starts.
         memory: memory sizes to change from the model's (MemoryConfig field names).
+        freeze_memory_attention: keep the memory attention's q/k as they are (the released recipe trains them).
+            The memory then has no gradient, so it is read out in the data pipeline, outside the training step.
+        cache_memories: keep each sample's memory tokens in RAM after its first read, so later epochs skip the
+            readout (about N × D × 4 bytes a sample; needs `freeze_memory_attention`). With `dataloader_workers`
+            the cache lives in each worker (kept across epochs: workers are persistent then).
         max_steps: stop after this many optimizer steps (default: `epochs` over the data).
         save_steps, save_total_limit: a checkpoint every N steps, the last K kept.
         report_to: `auto` (TensorBoard and W&B when installed), `none`, or a list.
@@ -111,6 +116,8 @@ class TrainConfig:
     model_max_length: int = 2048
     too_long: Literal["truncate", "drop"] = "truncate"
     memory: dict[str, Any] = field(default_factory=dict)
+    freeze_memory_attention: bool = False
+    cache_memories: bool = False
     vision_tower: str | None = None
     save_steps: int = 500
     save_total_limit: int | None = 2
@@ -137,6 +144,10 @@ class TrainConfig:
             raise ConfigError(f"epochs must be > 0, got {self.epochs}")
         if self.stage == 1 and self.lora is not None:
             raise ConfigError("lora is for stage 2: stage 1 trains only the projector and the memory attention")
+        if self.cache_memories and not self.freeze_memory_attention:
+            raise ConfigError(
+                "cache_memories needs freeze_memory_attention: true (a memory whose q/k learn changes every step)"
+            )
         if self.fsdp and self.deepspeed:
             raise ConfigError("fsdp and deepspeed both shard the training: choose one")
         if self.precision == "fp32" and self.lora is not None and self.lora.quantize:

@@ -1,21 +1,23 @@
 """Training samples: a record's media as features (read, or encoded on the fly) and its prompt ids with labels.
 
 The prompt and labels come from the model's processor (the code inference uses); the memory is built from the
-sample's features in the training step (`vstream.train.trainer.batch_inputs`).
+sample's features in the training step (`vstream.train.model.batch_inputs`), or here, by a `MemoryReadout`, when
+the memory attention does not learn.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from vstream.errors import GenerationError, Problem, TrainingDataError, VStreamError
-from vstream.memory import MemoryConfig
+from vstream.memory import MemoryConfig, offline_readout
 from vstream.model.processing_vstream import IGNORE_INDEX, PromptIds, VStreamProcessor
 from vstream.train.media import Encoder, load_media
 from vstream.train.records import TrainingRecord, TrainingRecords, raise_for
@@ -33,6 +35,34 @@ class TrainingSample:
     """Stream time of each row (feature files: their stored times; videos: the frames' times at `fps`)."""
     ids: PromptIds
     position: str
+    memory: Tensor | None = None
+    """`(N, D)` memory tokens read out by the data pipeline (frozen memory attention), or None: built in the step."""
+
+
+class MemoryReadout:
+    """The memory of a sample computed outside the training step, for runs whose memory attention is frozen:
+    the memory is then a fixed function of the features, with no gradient to carry.
+
+    Holds its own copy of the attention's q/k (float32, on the CPU), so the training engine may shard or move
+    the model's weights; with `cache`, a sample's tokens are kept after the first read (keyed by its index).
+    """
+
+    def __init__(self, memory: MemoryConfig, attention: nn.Module, *, cache: bool = False) -> None:
+        self.memory = memory
+        self.attention = (
+            copy.deepcopy(attention).float().cpu().requires_grad_(False) if memory.uses("abstract") else None
+        )
+        self.cache: dict[int, Tensor] | None = {} if cache else None
+
+    def __call__(self, index: int, features: Tensor, times: list[float]) -> Tensor:
+        """`(N, D)` float32 memory tokens of the sample `index` (from the cache when it has them)."""
+        if self.cache is not None and index in self.cache:
+            return self.cache[index]
+        with torch.no_grad():
+            tokens = offline_readout(features, times, self.memory, self.attention).tokens
+        if self.cache is not None:
+            self.cache[index] = tokens
+        return tokens
 
 
 class TrainingDataset(Dataset):
@@ -60,6 +90,7 @@ class TrainingDataset(Dataset):
         num_patches: int,
         batch_size: int = 16,
         too_long: str = "truncate",
+        readout: MemoryReadout | None = None,
     ) -> None:
         items = records.items if isinstance(records, TrainingRecords) else list(records)
         if model_max_length < 1 or batch_size < 1 or not fps > 0 or too_long not in ("truncate", "drop"):
@@ -67,7 +98,7 @@ class TrainingDataset(Dataset):
                 f"model_max_length and batch_size must be >= 1, fps > 0 and too_long 'truncate' or 'drop'; got "
                 f"{model_max_length}, {batch_size}, {fps} and {too_long!r}"
             )
-        self.too_long = too_long
+        self.too_long, self.readout = too_long, readout
         self.processor, self.memory_config, self.encoder, self.fps = processor, memory_config, encoder, fps
         self.model_max_length, self.batch_size = model_max_length, batch_size
         self.feature_shape = (num_patches, mm_hidden_size)
@@ -121,6 +152,8 @@ class TrainingDataset(Dataset):
 
     def __getitem__(self, index: int) -> TrainingSample:
         record, ids = self.samples[index]
+        if self.readout is not None and self.readout.cache is not None and index in self.readout.cache:
+            return TrainingSample(torch.empty(0), [], ids, record.position, self.readout.cache[index])
         try:
             features, times = load_media(
                 record.media, record.kind, encoder=self.encoder, fps=self.fps, batch_size=self.batch_size
@@ -137,7 +170,9 @@ class TrainingDataset(Dataset):
                 f"{record.position}: {record.media}: features of shape {tuple(features.shape)}; the model takes "
                 f"(T, {self.feature_shape[0]}, {self.feature_shape[1]})"
             )
-        return TrainingSample(features.to(torch.float32), times, ids, record.position)
+        features = features.to(torch.float32)
+        memory = self.readout(index, features, times) if self.readout is not None else None
+        return TrainingSample(features, times, ids, record.position, memory)
 
 
 def collate_samples(samples: list[TrainingSample]) -> dict[str, list[TrainingSample]]:

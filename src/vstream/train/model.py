@@ -59,15 +59,19 @@ def batch_inputs(
 
     Each sample's memory is computed in float32 without autocast, from its features and times, as streaming
     and offline inference compute it; gradients reach the abstract memory's q/k weights through the attention
-    module's calls.
+    module's calls. A sample that brings its memory (read out by the data pipeline) is used as it is.
     """
     model = base_model(llm)
     device = model.get_input_embeddings().weight.device
     attention = model.model.attention_model if memory.uses("abstract") else None
     built = []
     for sample in samples:
-        with torch.autocast(device.type, enabled=False):
-            snapshot = offline_readout(sample.features.to(device, torch.float32), sample.times, memory, attention)
+        if sample.memory is not None:
+            snapshot = sample.memory.to(device)
+        else:
+            with torch.autocast(device.type, enabled=False):
+                features = sample.features.to(device, torch.float32)
+                snapshot = offline_readout(features, sample.times, memory, attention)
         built.append(processor.build(model, snapshot, sample.ids))
     length = max(b.inputs_embeds.shape[1] for b in built)
     hidden = built[0].inputs_embeds.shape[2]

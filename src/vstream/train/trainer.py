@@ -24,7 +24,7 @@ from vstream.errors import ConfigError
 from vstream.memory import MemoryConfig
 from vstream.model import VStream
 from vstream.train.config import TrainConfig
-from vstream.train.data import TrainingDataset, collate_samples
+from vstream.train.data import MemoryReadout, TrainingDataset, collate_samples
 from vstream.train.media import MediaRoots
 from vstream.train.model import TrainingModel
 from vstream.train.records import load_training_records
@@ -104,6 +104,9 @@ def build_trainer(config: TrainConfig) -> VStreamTrainer:
         mm_hidden_size=vs.config.mm_hidden_size,
         num_patches=memory.num_patches,
         too_long=config.too_long,
+        readout=MemoryReadout(memory, vs.llm.model.attention_model, cache=config.cache_memories)
+        if config.freeze_memory_attention
+        else None,
     )
     log.warning(
         "training on %d samples (%d cut to model_max_length %d, %d left out)",
@@ -149,18 +152,21 @@ def _compute_dtype(config: TrainConfig) -> torch.dtype:
 def choose_trainable(llm: nn.Module, config: TrainConfig) -> nn.Module:
     """Freeze what the stage keeps and open what it trains; returns the model to train (a PEFT model with LoRA).
 
-    Stage 1: the projector and the memory attention's q/k (the parts of it the memory uses). Stage 2: those and
-    the LLM, in full or through LoRA adapters on its decoder layers. The vision tower is never in the model.
+    Stage 1: the projector and the memory attention's q/k (the parts of it the memory uses; not with
+    `freeze_memory_attention`). Stage 2: those and the LLM, in full or through LoRA adapters on its decoder layers.
+    The vision tower is never in the model.
     """
     llm.requires_grad_(False)
     if config.stage == 2 and config.lora is None:
         llm.requires_grad_(True)
-    trained = [llm.model.mm_projector, llm.model.attention_model.q_proj, llm.model.attention_model.k_proj]
+    attention = llm.model.attention_model
+    trained = [llm.model.mm_projector] + (
+        [] if config.freeze_memory_attention else [attention.q_proj, attention.k_proj]
+    )
+    attention.requires_grad_(False)
     for module in trained:
         module.requires_grad_(True)
     if config.stage == 1 or config.lora is None:
-        for name in ("v_proj", "out_proj", "out_ln"):  # unused by the memory: they would get no gradient
-            getattr(llm.model.attention_model, name).requires_grad_(False)
         return llm
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
@@ -177,7 +183,8 @@ def choose_trainable(llm: nn.Module, config: TrainConfig) -> nn.Module:
     )
     model = get_peft_model(llm, lora)
     for name, parameter in model.named_parameters():
-        if "attention_model" in name and ".q_proj." not in name and ".k_proj." not in name:
+        opened = not config.freeze_memory_attention and (".q_proj." in name or ".k_proj." in name)
+        if "attention_model" in name and not opened:
             parameter.requires_grad_(False)
     return model
 
@@ -213,6 +220,7 @@ def training_arguments(config: TrainConfig, accumulation: int):
         "report_to": _report_to(config.report_to),
         "remove_unused_columns": False,
         "dataloader_num_workers": config.dataloader_workers,
+        "dataloader_persistent_workers": config.dataloader_workers > 0 and config.cache_memories,
         "use_cpu": on_cpu,
         "ddp_find_unused_parameters": False,
         "optim": "adamw_torch",
