@@ -42,6 +42,7 @@ VARIANTS = {
     "recent_frames": {"kind": "sliding", "num_frames": 12, "frame_pool": 4},  # 192 tokens
     "uniform_frames": {"kind": "uniform", "num_frames": 12, "frame_pool": 4},
     "running_average": {"kind": "merge", "num_frames": 3, "frame_pool": 8},
+    "abstract_average": {},  # the full memory; its abstract slots updated by plain averaging (see `averaged_init`)
 }
 """Memory changes of each variant (MemoryConfig fields); the full STAR memory of smol is 200 tokens."""
 
@@ -82,8 +83,9 @@ def run_variant(name, memory, args, out, questions, videos) -> dict:
     """Train one variant for the time budget, then answer the held-out questions with its memory."""
     folder = out / name
     shutil.rmtree(folder / "checkpoint", ignore_errors=True)
+    init = averaged_init(args.build / "init", folder / "init") if name == "abstract_average" else args.build / "init"
     overrides = [
-        f"model={args.build / 'init'}",
+        f"model={init}",
         f"output_dir={folder / 'checkpoint'}",
         f"data.files=[{args.build / 'data' / 'train' / TRAINING}]",
         f"data.features={args.build / 'data' / 'train' / 'features'}",
@@ -118,6 +120,18 @@ def run_variant(name, memory, args, out, questions, videos) -> dict:
         "by_type": {t: c.get("accuracy") for t, c in sorted(row["by_type"].items())},
         "chance": {t: round(100 * c, 1) for t, c in CHANCE.items()},
     }
+
+
+def averaged_init(init: Path, out: Path) -> Path:
+    """A copy of the untrained checkpoint whose memory attention's query projection is zero: every score is then
+    equal, so each abstract update is a plain average, `A ← (1-λ)A + λ·mean(chunk)` (the attention stays frozen
+    in the smol recipe, so it stays an average through training and evaluation)."""
+    shutil.rmtree(out, ignore_errors=True)
+    vs = VStream.from_pretrained(init)
+    vs.llm.model.attention_model.q_proj.weight.data.zero_()
+    vs.llm.model.attention_model.q_proj.bias.data.zero_()
+    vs.save_pretrained(out)
+    return out
 
 
 def calibrate(overrides: list[str], folder: Path) -> float:

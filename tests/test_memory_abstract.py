@@ -117,3 +117,17 @@ def test_streaming_equals_offline_for_every_prefix_with_several_tokens_per_slot(
         if items:
             offline_tokens = offline.tokens[off_items[0].token_start : off_items[-1].token_end]
             assert torch.allclose(streamed, offline_tokens, atol=1e-5), f"prefix {t + 1}"
+
+
+def test_a_zero_query_makes_the_abstract_update_a_plain_average():
+    """The ablation `abstract_average` (benchmarks/star_ablation.py) zeroes q: every score is then equal, and an
+    update is A ← (1-λ)A + λ·mean(chunk), whatever k is."""
+    from vstream.model.modeling_vstream import SemanticAttentionModule
+
+    torch.manual_seed(0)
+    attention = SemanticAttentionModule(32, 8)
+    attention.q_proj.weight.data.zero_()
+    attention.q_proj.bias.data.zero_()
+    slots, chunk = torch.randn(4, 1, 32), torch.randn(4, 1, 32)
+    averaged = abstract_update(slots, chunk, attention, 0.2)
+    torch.testing.assert_close(averaged, 0.8 * slots + 0.2 * chunk.mean(dim=0, keepdim=True), rtol=0, atol=1e-6)

@@ -18,6 +18,7 @@ from vstream.train.smol import CLIP_MEAN, CLIP_STD
 from vstream.train.vision_pretrain import pretrain_vision_tower
 
 ROOT = Path(__file__).resolve().parents[1]
+RETRAIN_STEPS = 40
 
 
 def test_the_smol_checkpoint_is_the_released_layout_at_small_sizes(tmp_path):
@@ -43,7 +44,11 @@ def test_teaching_the_vision_tower_makes_colours_readable_from_pooled_features()
     assert result.accuracy["colour@2x2"] >= 0.5 and result.accuracy["colour@1x1"] >= 0.5  # chance: 1/7
 
 
-def test_build_smol_runs_every_step_and_resumes_without_redoing_them(tmp_path):
+def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without_redoing_steps(tmp_path):
+    """A short retraining from scratch (the shipped vision tower, a new LLM) runs every step, lowers the loss and
+    evaluates on streams of another seed; a second run keeps every finished step. (Answering `now` above chance
+    takes about a hundred steps of 32 on thousands of conversations, minutes: the build of the shipped model
+    shows it, not this test.)"""
     command = [
         sys.executable,
         "-m",
@@ -52,31 +57,32 @@ def test_build_smol_runs_every_step_and_resumes_without_redoing_them(tmp_path):
         "--out",
         str(tmp_path),
         "--streams",
-        "4",
+        "24",
         "--minutes",
-        "1.5",
-        "--vision-seconds",
         "2",
+        "--vision-tower",
+        "smol",
         "--heldout",
         "2",
         "--heldout-minutes",
         "1.5",
-        "max_steps=2",
-        "per_device_batch_size=4",
-        "global_batch_size=4",
+        f"max_steps={RETRAIN_STEPS}",
+        "per_device_batch_size=8",
+        "global_batch_size=8",
+        "cache_memories=true",
+        "learning_rate=3e-3",
     ]
     first = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     summary = json.loads(first.stdout.strip().splitlines()[-1])
-    assert set(summary["by_type"]) <= set(QUESTION_TYPES) and set(summary["chance"]) == set(QUESTION_TYPES)
+    assert "now" in summary["by_type"] and set(summary["by_type"]) <= set(QUESTION_TYPES) == set(summary["chance"])
+    state = json.loads((tmp_path / "checkpoint" / f"checkpoint-{RETRAIN_STEPS}" / "trainer_state.json").read_text())
+    trace = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    assert trace[-1] < 0.4 * trace[0], trace
     record = json.loads((tmp_path / "build.json").read_text())
-    assert {"world", "vision", "features", "train"} <= set(record)
+    assert {"world", "vision", "features", "train"} <= set(record) and record["vision"]["from"].endswith("vision_tower")
     card = (tmp_path / "checkpoint" / "README.md").read_text()
-    assert "vstream build-smol --out" in card and "| now |" in card
-    answer = VStream.from_pretrained(tmp_path / "checkpoint").answer_features(
-        next((tmp_path / "data" / "train" / "features").glob("*.safetensors")), "What is on the screen now?"
-    )
-    assert answer.text is not None
+    assert "vstream build-smol --out" in card and "| now |" in card and "taken as it was from" in card
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     redone = json.loads((tmp_path / "build.json").read_text())
@@ -84,12 +90,15 @@ def test_build_smol_runs_every_step_and_resumes_without_redoing_them(tmp_path):
         assert redone[step] == record[step]  # kept, not redone
         assert f"smol build: {step} already done" in again.stderr
     ablation = [sys.executable, "benchmarks/star_ablation.py", "--build", str(tmp_path), "--variants"]
-    ablation += ["full,no_spatial,recent_frames", "--seconds", "1", "--heldout", "1", "--heldout-minutes", "1.5"]
+    ablation += ["full,no_spatial,recent_frames,abstract_average", "--seconds", "1"]
+    ablation += ["--heldout", "1", "--heldout-minutes", "1.5"]
     result = subprocess.run(ablation, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
-    assert [line["variant"] for line in lines] == ["full", "no_spatial", "recent_frames"]
-    assert [line["tokens"] for line in lines] == [200, 136, 192]  # the spatial memory's 64 tokens gone; 12 × 4×4
+    assert [line["variant"] for line in lines] == ["full", "no_spatial", "recent_frames", "abstract_average"]
+    assert [line["tokens"] for line in lines] == [200, 136, 192, 200]  # no spatial: 64 tokens gone; 12 × 4×4
+    averaged = VStream.from_pretrained(tmp_path / "ablation" / "abstract_average" / "checkpoint")
+    assert not averaged.llm.model.attention_model.q_proj.weight.any()  # plain averaging, through training
     assert all(line["steps"] >= 1 and set(line["by_type"]) <= set(QUESTION_TYPES) for line in lines)
 
 
@@ -113,7 +122,9 @@ def test_a_missing_smol_checkpoint_is_one_clear_error(name, monkeypatch, tmp_pat
         resolve_checkpoint(name)
 
 
-def test_the_shipped_smol_model_sees_what_is_on_screen_in_streams_it_never_saw(tmp_path):
+def test_the_shipped_smol_model_sees_now_and_the_beginning_in_streams_it_never_saw(tmp_path):
+    """The types its model card says it learned, on streams of a seed never trained on (the other types are near
+    chance: the card and the README say so, and nothing here pretends otherwise)."""
     from vstream.eval.datasets import load_annotations
     from vstream.eval.judge import run_rule, verdict_paths
     from vstream.eval.predict import PredictConfig, run_predict
@@ -122,12 +133,14 @@ def test_the_shipped_smol_model_sees_what_is_on_screen_in_streams_it_never_saw(t
     from vstream.synth.files import write_world
     from vstream.synth.questions import CHANCE
 
-    world = write_world(tmp_path / "world", seed=20_261_201, streams=16, seconds=150)  # a seed never trained on
-    questions = [q for q in load_annotations(world.annotations).items if q.question_type == "now"]
+    world = write_world(tmp_path / "world", seed=20_261_201, streams=16, seconds=180)  # a seed never trained on
+    learned = ("now", "beginning")
+    questions = [q for q in load_annotations(world.annotations).items if q.question_type in learned]
     predictions = tmp_path / "smol.jsonl"
     config = PredictConfig("synth", predictions, videos=world.videos, options=GenerationOptions(max_new_tokens=6))
     run_predict(VStream.from_pretrained("smol"), questions, config, "smol")
     run_rule(predictions, verdict_paths(predictions))
     (row,) = build_report([predictions], [verdict_paths(predictions)])["rows"]
-    assert row["by_type"]["now"]["predicted"] == len(questions) >= 20
-    assert row["by_type"]["now"]["accuracy"] >= 40 > 100 * CHANCE["now"] * 4  # its model card: about 67 %
+    assert row["by_type"]["now"]["predicted"] >= 25 and row["by_type"]["beginning"]["predicted"] >= 12
+    for kind in learned:  # its model card: about 90 % each, chance about 5 %
+        assert row["by_type"][kind]["accuracy"] >= 70 > 100 * CHANCE[kind] * 10, (kind, row["by_type"][kind])

@@ -52,6 +52,12 @@ def add_build_smol_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--streams", type=int, default=400, help="training streams")
     parser.add_argument("--minutes", type=float, default=4.0, help="length of each training stream")
     parser.add_argument("--vision-seconds", type=float, default=300.0, help="time to teach the vision tower")
+    parser.add_argument(
+        "--vision-tower",
+        default=None,
+        metavar="FOLDER",
+        help="use this taught smol vision tower (`smol`: the shipped model's) instead of teaching one",
+    )
     parser.add_argument("--heldout", type=int, default=30, help="held-out streams (another seed) to evaluate on")
     parser.add_argument("--heldout-minutes", type=float, default=5.0)
     parser.add_argument(
@@ -79,7 +85,11 @@ def cmd_build_smol(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--streams and --heldout must be >= 1, --minutes and --heldout-minutes >= 1.5, --vision-seconds > 0"
         )
-    build = SmolBuild(args.seed, args.streams, args.minutes, args.vision_seconds, tuple(args.overrides))
+    if args.vision_tower not in (None, "smol") and not (Path(args.vision_tower) / "config.json").is_file():
+        raise ConfigError(f"--vision-tower {args.vision_tower}: not a vision tower folder (no config.json)")
+    build = SmolBuild(
+        args.seed, args.streams, args.minutes, args.vision_seconds, tuple(args.overrides), args.vision_tower
+    )
     checkpoint = build_smol(args.out, build)
     heldout = write_world(
         args.out / "data" / "heldout", args.seed + 1, args.heldout, round(args.heldout_minutes * 60), start=0

@@ -20,7 +20,7 @@ from transformers import CLIPVisionModel
 
 from vstream.features import save_features
 from vstream.model import VStream
-from vstream.model.smol import make_smol_model, smol_vision_config
+from vstream.model.smol import SMOL, make_smol_model, smol_folder, smol_vision_config
 from vstream.stream.clips import encode_clip
 from vstream.synth.files import TRAINING, write_world
 from vstream.train.config import load_train_config
@@ -28,6 +28,9 @@ from vstream.train.trainer import train
 from vstream.train.vision_pretrain import pretrain_vision_tower
 
 log = logging.getLogger(__name__)
+
+BAR = {"now": 90, "beginning": 80, "earlier": 80, "order": 70, "count": 70, "detail": 70, "ever": 70}
+"""The accuracy (%) each question type should reach on held-out streams (the goal set for vstream-smol)."""
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -43,6 +46,8 @@ class SmolBuild:
     vision_seconds: float = 300.0
     overrides: tuple[str, ...] = ()
     """`key=value` changes to the `smol` training preset (e.g. `max_steps=50`)."""
+    vision_tower: str | None = None
+    """A taught smol vision tower folder to use as it is (`smol`: the shipped model's) instead of teaching one."""
 
 
 def build_smol(out: str | os.PathLike, build: SmolBuild = SmolBuild()) -> Path:
@@ -66,7 +71,7 @@ def build_smol(out: str | os.PathLike, build: SmolBuild = SmolBuild()) -> Path:
 
     def world() -> dict:
         written = write_world(world_dir, build.seed, build.streams, round(build.minutes * 60))
-        return {"streams": build.streams, "questions": written.questions}
+        return {"streams": build.streams, "questions": written.questions, "training_samples": written.training_samples}
 
     step("world", (world_dir / TRAINING).is_file(), world)
     step("vision", (init / "config.json").is_file(), lambda: _vision_and_init(init, build))
@@ -85,8 +90,13 @@ def build_smol(out: str | os.PathLike, build: SmolBuild = SmolBuild()) -> Path:
 
 
 def _vision_and_init(init: Path, build: SmolBuild) -> dict:
-    """Teach a new smol vision tower the world's frames, then write the untrained checkpoint around it."""
+    """Teach a new smol vision tower the world's frames (or take the one given), then write the untrained
+    checkpoint around it."""
     torch.manual_seed(build.seed)
+    if build.vision_tower is not None:
+        source = smol_folder() / "vision_tower" if build.vision_tower == SMOL else Path(build.vision_tower)
+        make_smol_model(init, vision=CLIPVisionModel.from_pretrained(source), seed=build.seed)
+        return {"from": str(source)}
     tower = CLIPVisionModel(smol_vision_config())
     result = pretrain_vision_tower(
         tower, CLIP_MEAN, CLIP_STD, select_layer=-1, seconds=build.vision_seconds, seed=build.seed
@@ -114,17 +124,21 @@ def write_model_card(
     """`checkpoint/README.md`: what the model is, how it was made (data, command, seed, time) and its held-out
     accuracy per question type beside chance."""
     settings = record["settings"]
-    seconds = sum(step.get("seconds", 0) for step in record.values() if isinstance(step, dict))
     rows = "\n".join(
-        f"| {kind} | {'–' if accuracy.get(kind) is None else f'{accuracy[kind]:.1f} %'} | {100 * chance[kind]:.1f} % |"
+        f"| {kind} | {'–' if accuracy.get(kind) is None else f'{accuracy[kind]:.1f} %'} | {100 * chance[kind]:.1f} % "
+        f"| {BAR.get(kind, 0):.0f} % |"
         for kind in chance
     )
+    met = [k for k in chance if (accuracy.get(k) or 0) >= BAR.get(k, 0)]
+    near_chance = [k for k in chance if (accuracy.get(k) or 0) < 100 * chance[k] + 15]
     vision = record.get("vision", {}).get("held_out_accuracy", {})
     world, vision_step, train_step = record.get("world", {}), record.get("vision", {}), record.get("train", {})
+    taught, learned = vision_step.get("seconds", 0), train_step.get("seconds", 0)
+    prepared = world.get("seconds", 0) + record.get("features", {}).get("seconds", 0)
     steps = (
-        f"world {world.get('seconds', 0):.0f} s, vision tower {vision_step.get('seconds', 0):.0f} s, "
-        f"features {record.get('features', {}).get('seconds', 0):.0f} s, language training "
-        f"{train_step.get('seconds', 0):.0f} s"
+        f"{(taught + learned) / 60:.1f} minutes of training (vision tower {taught:.0f} s, language {learned:.0f} s) "
+        f"and {prepared / 60:.1f} of data preparation (world {world.get('seconds', 0):.0f} s, features "
+        f"{record.get('features', {}).get('seconds', 0):.0f} s)"
     )
     text = "\n".join(
         [
@@ -136,16 +150,22 @@ def write_model_card(
             "",
             f"- Made by: `{command}`",
             f"- Seed {settings['seed']}; {settings['streams']} training streams of {settings['minutes']:g} minutes, "
-            f"{world.get('questions', '?')} questions; changes to the `smol` preset: "
+            f"{world.get('training_samples', '?')} training conversations (each asks every question type allowed at "
+            f"one moment of a stream); changes to the `smol` preset: "
             f"{', '.join(settings['overrides']) or 'none'}.",
-            f"- Time: {seconds / 60:.1f} minutes in all ({steps}).",
-            f"- Vision tower, held-out frames: {', '.join(f'{k} {v:.2f}' for k, v in vision.items())}.",
+            f"- Time on a 2-core CPU: {steps}.",
+            f"- Vision tower, held-out frames: {', '.join(f'{k} {v:.2f}' for k, v in vision.items())}."
+            if "from" not in vision_step
+            else f"- Vision tower: taken as it was from {vision_step['from']}.",
             "",
             "## Held-out accuracy (streams of another seed, asked online, exact match)",
             "",
-            "| question type | accuracy | chance |",
-            "|---|---|---|",
+            "| question type | accuracy | chance | bar set for it |",
+            "|---|---|---|---|",
             rows,
+            "",
+            f"Bar met: {', '.join(met) or 'none'}. Within 15 points of chance (not learned): "
+            f"{', '.join(near_chance) or 'none'}.",
             "",
         ]
     )
