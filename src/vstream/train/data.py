@@ -54,10 +54,12 @@ class MemoryReadout:
         )
         self.cache: dict[int, Tensor] | None = {} if cache else None
 
+    def cached(self, index: int) -> Tensor | None:
+        """The kept memory tokens of the sample `index`, or None (not read yet, or no cache)."""
+        return None if self.cache is None else self.cache.get(index)
+
     def __call__(self, index: int, features: Tensor, times: list[float]) -> Tensor:
-        """`(N, D)` float32 memory tokens of the sample `index` (from the cache when it has them)."""
-        if self.cache is not None and index in self.cache:
-            return self.cache[index]
+        """`(N, D)` float32 memory tokens of the sample `index`, read out (and kept, with a cache)."""
         with torch.no_grad():
             tokens = offline_readout(features, times, self.memory, self.attention).tokens
         if self.cache is not None:
@@ -152,8 +154,9 @@ class TrainingDataset(Dataset):
 
     def __getitem__(self, index: int) -> TrainingSample:
         record, ids = self.samples[index]
-        if self.readout is not None and self.readout.cache is not None and index in self.readout.cache:
-            return TrainingSample(torch.empty(0), [], ids, record.position, self.readout.cache[index])
+        cached = self.readout.cached(index) if self.readout is not None else None
+        if cached is not None:  # the memory is all the step needs: the media are not read again
+            return TrainingSample(torch.empty(0), [], ids, record.position, cached)
         try:
             features, times = load_media(
                 record.media, record.kind, encoder=self.encoder, fps=self.fps, batch_size=self.batch_size

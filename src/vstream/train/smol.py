@@ -130,7 +130,7 @@ def write_model_card(
         for kind in chance
     )
     met = [k for k in chance if (accuracy.get(k) or 0) >= BAR.get(k, 0)]
-    near_chance = [k for k in chance if (accuracy.get(k) or 0) < 100 * chance[k] + 15]
+    near_chance = [k for k in chance if accuracy.get(k) is not None and accuracy[k] < 100 * chance[k] + 15]
     vision = record.get("vision", {}).get("held_out_accuracy", {})
     world, vision_step, train_step = record.get("world", {}), record.get("vision", {}), record.get("train", {})
     taught, learned = vision_step.get("seconds", 0), train_step.get("seconds", 0)
