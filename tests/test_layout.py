@@ -9,7 +9,7 @@ from pathlib import Path
 import vstream
 
 PACKAGE = Path(vstream.__file__).parent
-LAYERS = [("memory", "synth"), "model", "stream", ("eval", "train"), "cli"]
+LAYERS = [("memory", "synth"), "model", "stream", ("eval", "train"), "serve", "cli"]
 """Lowest first: a module may import its own layer and those before it (plus the top-level helpers), never after.
 Packages that share a layer (a tuple) are siblings: neither imports the other."""
 

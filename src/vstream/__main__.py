@@ -27,6 +27,7 @@ EVAL = "vstream.cli.eval_commands"
 STREAM = "vstream.cli.stream_commands"
 MODEL = "vstream.cli.model_commands"
 TRAIN = "vstream.cli.train_commands"
+SERVE = "vstream.cli.serve_commands"
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None], str]] = {
     "ask": (
@@ -38,6 +39,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argpars
         _lazy(STREAM, "cmd_chat"),
         _lazy(STREAM, "add_chat_arguments"),
         "play a stream and answer questions typed while it plays",
+    ),
+    "serve": (
+        _lazy(SERVE, "cmd_serve"),
+        _lazy(SERVE, "add_serve_arguments"),
+        "serve the HTTP API (sessions, questions over SSE, OpenAI-compatible chat) and the web page",
     ),
     "eval": (
         _lazy(EVAL, "cmd_eval"),

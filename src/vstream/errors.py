@@ -59,3 +59,23 @@ class AnnotationError(VStreamError):
 
 class TrainingDataError(VStreamError):
     """Training data cannot be read, or has bad records (all of them listed, with their position and reason)."""
+
+
+class NotReadyError(GenerationError):
+    """A question came before any frame reached the memory: there is nothing to answer from yet."""
+
+
+class NotFoundError(VStreamError, LookupError):
+    """A session, watch, saved state or model that the request names does not exist."""
+
+
+class AccessDeniedError(VStreamError):
+    """A request reaches outside what the server allows (a path outside its media root)."""
+
+
+class LimitError(VStreamError):
+    """A request goes over one of the server's limits (`kind`: `sessions` or `upload`)."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind

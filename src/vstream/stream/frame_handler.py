@@ -46,6 +46,8 @@ class FrameHandler:
         batch_size: frames encoded together at most.
         max_pending: frames waiting for the encoder at most; beyond it the oldest is dropped.
         time_offset: added to every frame's time (to continue a saved stream).
+        on_batch: called (in the encoder thread) with each batch once its snapshot is published, e.g. to keep
+            thumbnails of the frames; an error in it is logged, never stops the stream.
     """
 
     def __init__(
@@ -59,8 +61,10 @@ class FrameHandler:
         max_pending: int = 8,
         time_offset: float = 0.0,
         metrics: Metrics | None = None,
+        on_batch: Callable[[list[StreamFrame]], None] | None = None,
     ) -> None:
         self.source, self.memory, self.encoder = source, memory, encoder
+        self.on_batch = on_batch
         self.speed, self.batch_size, self.max_pending = speed, batch_size, max_pending
         self.time_offset = time_offset
         self.metrics = metrics or Metrics()
@@ -119,6 +123,11 @@ class FrameHandler:
             self.source.close()
         if self.end_reason is None:
             self.end_reason = "stopped"
+
+    @property
+    def pending(self) -> int:
+        """Frames read and waiting for the encoder."""
+        return len(self._pending)
 
     @property
     def running(self) -> bool:
@@ -298,3 +307,8 @@ class FrameHandler:
                     self.latest.at - frame.arrived,
                 )
             )
+        if self.on_batch is not None:
+            try:
+                self.on_batch(batch)
+            except Exception:  # an observer's failure is not the stream's
+                log.exception("the frame observer of %s failed", self.source.name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from vstream.errors import GenerationError, SourceError
+from vstream.errors import NotReadyError, SourceError
 from vstream.model.answer import Answer, AnswerStream
 from vstream.model.assistant import VStream
 from vstream.model.generation import GenerationOptions
@@ -31,7 +31,7 @@ class QuestionHandler:
         if published is None and self.frame_handler.end_reason not in (None, "end of stream", "stopped"):
             raise SourceError(f"no frame reached the memory: {self.frame_handler.end_reason}")
         if published is None:
-            raise GenerationError(
+            raise NotReadyError(
                 "nothing has streamed yet: no frame has reached the memory, so there is nothing "
                 "to answer from; ask again in a moment"
             )
