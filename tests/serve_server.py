@@ -1,4 +1,5 @@
-"""`vstream serve` as a real process on a free localhost port, for tests (as vLLM's `RemoteOpenAIServer`).
+"""`vstream serve` as a real process on a free localhost port, for tests (as vLLM's `RemoteOpenAIServer`), and an
+app served by uvicorn from a thread of the test process (to give it a model or a verdict made in the test).
 
 with RemoteServer(["--model", str(tiny_checkpoint)]) as server:
     httpx.get(server.url("/health"))
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -73,3 +75,29 @@ class RemoteServer:
                 self.process.wait(10)
         if getattr(self, "_log", None) is not None:
             self._log.close()
+
+
+class InProcessServer:
+    """uvicorn serving an app on a free localhost port from a thread of this process."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def url(self, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def __enter__(self) -> InProcessServer:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "the server did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)

@@ -18,38 +18,12 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 import httpx2 as httpx
-import uvicorn
 from PIL import Image
+from serve_server import InProcessServer
 
 from vstream.serve.app import build_app
 from vstream.serve.settings import ServeSettings
 from vstream.serve.watches import read_value
-
-from conftest import free_port
-
-
-class InProcessServer:
-    """uvicorn serving an app on a free localhost port from a thread of this process."""
-
-    def __init__(self, app) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def url(self, path: str = "") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def __enter__(self) -> InProcessServer:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "the server did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
 
 
 def late_enough(session, watch, snapshot, options):

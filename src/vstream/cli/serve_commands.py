@@ -27,6 +27,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--upload-dir", type=Path, default=None, help="where uploads are kept while in use")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="default answer length")
     parser.add_argument("--watch-tokens", type=int, default=16, help="answer length of standing questions")
+    parser.add_argument(
+        "--replica", default="s", help="first part of session ids, to route sessions to servers (e.g. r1, r2)"
+    )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
 
@@ -54,6 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         watch_tokens=args.watch_tokens,
         device=args.device,
         dtype=args.dtype,
+        replica=args.replica,
         **folders,
     )
     logging.getLogger("vstream").setLevel(args.log_level.upper())

@@ -188,7 +188,7 @@ class SessionManager:
         )
         watch_options = GenerationOptions(max_new_tokens=self.settings.watch_tokens)
         served = ServedSession(
-            id=f"s-{secrets.token_hex(4)}",
+            id=f"{self.settings.replica}-{secrets.token_hex(4)}",
             source=source if upload is None else upload.name,
             kind=kind,
             session=session,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,8 @@ class ServeSettings:
         upload_dir: where uploads are kept while their session lives.
         max_new_tokens: default answer length; watch_tokens: answer length of a standing question.
         device, dtype: as for every command (`--device`, `--dtype`).
+        replica: the first part of every session id (`r2-3f2a9c1b`), so that a router in front of several servers
+            can send each session's requests to the server that holds it.
     """
 
     model: str = "smol"
@@ -41,6 +44,7 @@ class ServeSettings:
     watch_tokens: int = 16
     device: str | None = None
     dtype: str = "auto"
+    replica: str = "s"
 
     def __post_init__(self) -> None:
         if self.api_key is None:
@@ -56,6 +60,8 @@ class ServeSettings:
         for name in ("max_new_tokens", "watch_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)!r}")
+        if not re.fullmatch(r"[a-z][a-z0-9]{0,15}", self.replica or ""):
+            raise ConfigError(f"--replica is a lowercase letter then up to 15 letters or digits, got {self.replica!r}")
         if self.media_root is not None:
             self.media_root = Path(self.media_root).expanduser().resolve()
             if not self.media_root.is_dir():

@@ -35,14 +35,30 @@ def models(request: Request) -> dict[str, Any]:
 def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     """Answer the last user message about the stream its `video_url` part names (`vstream://sessions/ID`, or a URL
     or `synthetic:...`, which opens a session for it); earlier turns are the conversation's history."""
+    return _complete(body, request, None)
+
+
+@router.post("/sessions/{session_id}/chat/completions")
+def session_chat_completions(session_id: str, body: ChatCompletionRequest, request: Request) -> Any:
+    """The same about one session, named in the path (an OpenAI client with `base_url=.../v1/sessions/ID`; a router
+    can send it to the replica that holds the session); a `video_url` part is then not needed."""
+    return _complete(body, request, session_id)
+
+
+def _complete(body: ChatCompletionRequest, request: Request, session_id: str | None) -> Any:
     settings = request.app.state.settings
     if body.model != settings.served_model_name:
         raise NotFoundError(
             f"model {body.model!r} is not served here; this server serves {settings.served_model_name!r}"
         )
     manager = manager_of(request)
-    video, turns, question = _read_messages(body.messages)
-    served = _session_for(manager, video)
+    video, turns, question = _read_messages(body.messages, needs_video=session_id is None)
+    if session_id is not None:
+        if video is not None and video != SESSION_URL + session_id:
+            raise ConfigError(f"the path names session {session_id} but a video_url part names {video}")
+        served = manager.get(session_id)
+    else:
+        served = _session_for(manager, video)
     conversation = request.app.state.model.processor.conversation()
     conversation.turns.extend(turns)
     options = GenerationOptions(
@@ -98,7 +114,9 @@ def _chunks(
     yield sse("[DONE]")
 
 
-def _read_messages(messages: list[ChatMessage]) -> tuple[str, list[tuple[str, str]], str]:
+def _read_messages(
+    messages: list[ChatMessage], needs_video: bool = True
+) -> tuple[str | None, list[tuple[str, str]], str]:
     """(the video URL, earlier (question, answer) turns, the question) of a chat request."""
     video, turns, pending = None, [], None
     for message in messages:
@@ -111,7 +129,7 @@ def _read_messages(messages: list[ChatMessage]) -> tuple[str, list[tuple[str, st
         elif pending is not None:
             turns.append((pending, text))
             pending = None
-    if video is None:
+    if video is None and needs_video:
         raise ConfigError(
             'name the stream in a user message: {"type": "video_url", "video_url": {"url": "vstream://sessions/ID"}}'
         )
