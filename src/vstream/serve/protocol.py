@@ -22,6 +22,7 @@ class StreamOptions(Strict):
     memory: dict[str, Any] | None = Field(None, description="memory sizes to change, e.g. {'temporal_clusters': 8}")
     prefill: bool = Field(False, description="prefill each new memory snapshot into the LLM in the background")
     resume_from: str | None = Field(None, description="a state saved with /save: start with that memory")
+    reconnect_s: float = Field(30.0, ge=0, le=86400, description="URLs: seconds to keep reconnecting after a drop")
     name: str | None = Field(None, max_length=200, description="a label shown in lists")
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vstream.errors import AccessDeniedError, ConfigError, LimitError, NotFoundError
+from vstream.errors import AccessDeniedError, ConfigError, LimitError, NotFoundError, SourceError
 from vstream.memory import MemoryConfig
 from vstream.model.assistant import VStream
 from vstream.model.generation import GenerationOptions
@@ -174,7 +174,7 @@ class SessionManager:
                 self._opening -= 1
 
     def _open(self, source: str, options: dict[str, Any], upload: Path | None) -> ServedSession:
-        kind, video, push = self._resolve(source, options["fps"], upload)
+        kind, video, push = self._resolve(source, options, upload)
         memory_config = self._memory_config(options.get("memory"))
         resume = self.state_path(options["resume_from"], must_exist=True) if options.get("resume_from") else None
         session = StreamSession(
@@ -205,18 +205,27 @@ class SessionManager:
         log.info("session %s opened on %s (%s)", served.id, served.source, kind)
         return served
 
-    def close(self, session_id: str) -> None:
-        """Stop a session and forget it."""
+    def close(self, session_id: str, *, wait: bool = False) -> None:
+        """Forget a session at once and stop it in the background (a live source may take seconds to let go)."""
         with self._lock:
             served = self._sessions.pop(session_id, None)
         if served is None:
             raise NotFoundError(f"no session {session_id!r} (it may have been closed)")
-        served.close()
+        closing = threading.Thread(target=served.close, name=f"vstream-close-{session_id}", daemon=True)
+        closing.start()
+        if wait:
+            closing.join()
         log.info("session %s closed", session_id)
 
     def close_all(self) -> None:
-        for served in self.all():
-            self.close(served.id)
+        """Stop every session (at shutdown)."""
+        with self._lock:
+            ids = list(self._sessions)
+        closing = [threading.Thread(target=self.close, args=(i,), kwargs={"wait": True}) for i in ids]
+        for thread in closing:
+            thread.start()
+        for thread in closing:
+            thread.join()
 
     # ----------------------------------------------------------------- saved states
     def state_path(self, name: str, *, must_exist: bool = False) -> Path:
@@ -235,19 +244,29 @@ class SessionManager:
         )
 
     # ----------------------------------------------------------------- sources
-    def _resolve(self, source: str, fps: float, upload: Path | None) -> tuple[str, VideoSource, PushSource | None]:
+    def _resolve(
+        self, source: str, options: dict[str, Any], upload: Path | None
+    ) -> tuple[str, VideoSource, PushSource | None]:
         """(kind, source, push source or None) for a session's `source` string."""
+        fps = options["fps"]
         if upload is not None:
-            return "upload", open_source(upload, fps), None
+            try:
+                return "upload", open_source(upload, fps), None
+            except SourceError as exc:
+                raise SourceError(str(exc).replace(str(upload), "the upload")) from None
         if source == "push":
             push = PushSource()
             return "push", push, push
         scheme = source.split("://", 1)[0].lower() if "://" in source else ""
         if scheme in LIVE_SCHEMES:
-            return "url", open_source(source, fps), None
+            return "url", open_source(source, fps, reconnect_for=options.get("reconnect_s", 30.0)), None
         if source == "synthetic" or source.startswith("synthetic:"):
             return "synthetic", open_source(source, fps), None
-        return "file", open_source(self._media_path(source), fps), None
+        path = self._media_path(source)
+        try:
+            return "file", open_source(path, fps), None
+        except SourceError as exc:  # named as the client named it: the server's folders are not its business
+            raise SourceError(str(exc).replace(str(path), source)) from None
 
     def _media_path(self, name: str) -> Path:
         root = self.settings.media_root

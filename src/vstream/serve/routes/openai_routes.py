@@ -164,7 +164,7 @@ def _session_for(manager: SessionManager, url: str) -> ServedSession:
     handler = served.session.frame_handler
     if handler.wait_published(None, timeout=FIRST_FRAME_S) is None:
         if handler.end_reason is not None:
-            manager.close(served.id)
+            manager.close(served.id, wait=True)
             raise SourceError(f"{url}: the stream ended before its first frame ({handler.end_reason})")
         raise NotReadyError(
             f"{url}: no frame in {FIRST_FRAME_S:g} s; the session {served.id} keeps trying: ask again with "

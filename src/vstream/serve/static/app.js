@@ -51,26 +51,19 @@ function apiUrl(path, { websocket = false, token = false } = {}) {
 
 // Headers for a fetch: the key, and a JSON content type when there is a JSON body.
 function headers(json) {
-  const h = {};
-  if (apiKey()) h.Authorization = `Bearer ${apiKey()}`;
-  if (json) h["Content-Type"] = "application/json";
-  return h;
+  return { ...(apiKey() && { Authorization: `Bearer ${apiKey()}` }), ...(json && { "Content-Type": "application/json" }) };
 }
 
 // Reads an error response into an ApiError with a readable detail (JSON {"detail"} or plain text).
 async function errorOf(response) {
   let detail = response.statusText || "request failed";
+  const text = (await response.text().catch(() => "")).trim();
   try {
-    const text = await response.text();
-    try {
-      const body = JSON.parse(text);
-      const d = body.detail ?? body.error ?? text;
-      detail = typeof d === "string" ? d : Array.isArray(d) ? d.map((e) => e.msg || JSON.stringify(e)).join("; ")
-        : JSON.stringify(d);
-    } catch {
-      if (text.trim() && !text.trim().startsWith("<")) detail = text.trim().slice(0, 300);
-    }
-  } catch { /* keep the status text */ }
+    const d = JSON.parse(text).detail ?? text;
+    detail = typeof d === "string" ? d : JSON.stringify(d);
+  } catch {
+    if (text && !text.startsWith("<")) detail = text.slice(0, 300);  // plain text, never an HTML page
+  }
   if (response.status === 401) showKeyPanel();
   return new ApiError(response.status, detail);
 }
@@ -112,6 +105,11 @@ function showKeyPanel() {
   $("api-key").value = apiKey();
 }
 
+// A time with at most two decimals ("2" for 2.0003), or "?".
+function num(value) {
+  return typeof value === "number" && Number.isFinite(value) ? String(+value.toFixed(2)) : "?";
+}
+
 // "12.3 s" with one decimal, or "–".
 function secs(value) {
   return typeof value === "number" && Number.isFinite(value) ? `${value.toFixed(1)} s` : "–";
@@ -132,6 +130,7 @@ async function loadSessions() {
 }
 
 // Makes `id` the session the page shows (null: none), resetting the views and the event stream.
+// Leaving the camera's session stops the camera.
 function selectSession(id) {
   if (id === state.sessionId) return;
   if (state.camera && state.camera.sessionId !== id) stopCamera();
@@ -313,8 +312,8 @@ function drawTimeline(memory) {
       const t0 = it.time_start ?? t, t1 = it.time_end ?? t;
       parts.push(el("rect", { x: x(t0), y: top, width: Math.max(x(t1) - x(t0), 1), height: bottom - top,
         class: "span" }));
-      const h = Math.max(((bottom - top - 20) * (it.weight || 1)) / maxWeight, 2);
-      const bar = el("rect", { x: x(t) - 3, y: bottom - h, width: 6, height: h, class: "temporal" });
+      const height = Math.max(((bottom - top - 20) * (it.weight || 1)) / maxWeight, 2);
+      const bar = el("rect", { x: x(t) - 3, y: bottom - height, width: 6, height, class: "temporal" });
       bar.appendChild(el("title", {}, `centroid at ${secs(t)} (${secs(t0)}–${secs(t1)}), weight ${it.weight}`));
       parts.push(bar);
     } else {
@@ -391,7 +390,7 @@ async function ask(event) {
         if (data.answer && !text.textContent) text.textContent = data.answer;
         const ms = (s) => Math.round((s || 0) * 1000);
         finishBubble(answer, "latency",
-          `about t = ${data.latest_frame_time} s · first token ${ms(data.ttft_s)} ms · total ${ms(data.total_s)} ms`);
+          `about t = ${num(data.latest_frame_time)} s · first token ${ms(data.ttft_s)} ms · total ${ms(data.total_s)} ms`);
       } else if (name === "error") {
         finished = true;
         finishBubble(answer, "error", `Error: ${data.detail || "the answer failed"}`);
@@ -495,7 +494,7 @@ function openEvents(id) {
   source.addEventListener("watch", (e) => {
     const d = JSON.parse(e.data);
     const value = d.value === true ? "yes" : d.value === false ? "no" : String(d.value);
-    alertLine(`t = ${+(d.stream_time ?? 0).toFixed(1)} s: ${d.question} → ${value}`, "watch");
+    alertLine(`t = ${num(d.stream_time)} s: ${d.question} → ${value}`, "watch");
     poll();
   });
   source.addEventListener("state", (e) => {
