@@ -63,3 +63,48 @@ def test_the_openai_client_asks_a_session_named_in_its_base_url(server):
 def test_a_bad_replica_name_is_refused():
     with pytest.raises(ConfigError, match="--replica"):
         ServeSettings(replica="R 2")
+
+
+def push_frames(client: httpx.Client, session_id: str, times: list[float]) -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    files = []
+    for t in times:
+        buffer = io.BytesIO()
+        Image.fromarray(np.full((32, 32, 3), int(t * 30) % 256, np.uint8)).save(buffer, format="PNG")
+        files.append(("frames", (f"{t}.png", buffer.getvalue(), "image/png")))
+    reply = client.post(f"/v1/sessions/{session_id}/frames", files=files, data={"times": str(list(times))})
+    assert reply.status_code == 200, reply.text
+
+
+def ended(client: httpx.Client, session_id: str) -> dict:
+    deadline = time.monotonic() + 60
+    while (info := client.get(f"/v1/sessions/{session_id}").json())["state"] != "ended":
+        assert time.monotonic() < deadline, "the stream did not end"
+        time.sleep(0.05)
+    return info
+
+
+def test_a_saved_memory_starts_a_new_session_where_the_old_one_stopped(server):
+    client = httpx.Client(base_url=server.url(), timeout=60)
+    first = client.post("/v1/sessions", json={"source": "push"}).json()["id"]
+    push_frames(client, first, [0, 1, 2, 3])
+    client.post(f"/v1/sessions/{first}/end")
+    assert ended(client, first)["frames_in_memory"] == 4
+    saved = client.post(f"/v1/sessions/{first}/save", json={"name": "lobby-monday"})
+    assert saved.json() == {"state": "lobby-monday", "frames": 4, "latest_frame_time": 3.0}
+    assert "lobby-monday" in client.get("/v1/states").json()["states"]
+
+    second = client.post("/v1/sessions", json={"source": "push", "resume_from": "lobby-monday"}).json()["id"]
+    push_frames(client, second, [0, 1])  # a new stream's own times: they continue after the saved memory's
+    client.post(f"/v1/sessions/{second}/end")
+    info = ended(client, second)
+    assert info["frames_in_memory"] == 6 and info["latest_frame_time"] == 5.0
+    memory = client.get(f"/v1/sessions/{second}/memory").json()
+    assert memory["frames_seen"] == 6 and min(item["time_start"] for item in memory["items"]) == 0.0
+
+    assert client.post("/v1/sessions", json={"source": "push", "resume_from": "nobody"}).status_code == 404
+    assert client.post(f"/v1/sessions/{first}/save", json={"name": "../escape"}).status_code == 422
