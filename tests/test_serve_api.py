@@ -469,7 +469,10 @@ def test_an_unreachable_url_fails_only_its_own_session(api, playing):
     assert ask(api, playing["id"])["latest_frame_time"] >= playing["latest_frame_time"]
 
 
-@pytest.mark.parametrize("source", ["corrupt.mp4", "missing.mp4", "synthetic:1", "ftp://127.0.0.1/x.mp4"])
+@pytest.mark.parametrize(
+    "source",
+    ["corrupt.mp4", "missing.mp4", "synthetic:1", "ftp://127.0.0.1/x.mp4", "0" * 3000],  # found by fuzzing
+)
 def test_a_source_that_cannot_be_opened_is_422(api, source):
     count = len(api.get("/v1/sessions").json()["sessions"])
     response = api.post("/v1/sessions", json={"source": source, "speed": 0})

@@ -84,7 +84,11 @@ def load_features(path: str | os.PathLike) -> Tensor:
 def read_feature_clip(path: str | os.PathLike) -> FeatureClip:
     """Read a `.safetensors` or `.npy` features file with the fps and times it stores."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        exists = path.is_file()
+    except OSError as exc:  # a name too long, ...
+        raise FeatureFileError(f"{path}: cannot read it ({exc.strerror or exc})") from exc
+    if not exists:
         raise FeatureFileError(f"{path}: no such features file")
     if path.suffix == ".npy":
         features, metadata = _read_npy(path), {}

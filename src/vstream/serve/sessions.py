@@ -276,7 +276,10 @@ class SessionManager:
             )
         if name.startswith("/dev/"):
             raise AccessDeniedError(f"{name}: devices are not opened through the API")
-        path = (root / Path(name).expanduser()).resolve()
+        try:
+            path = (root / Path(name).expanduser()).resolve()
+        except (OSError, RuntimeError) as exc:  # a name too long, a symlink loop
+            raise SourceError(f"{name[:200]}: not a path the server can read ({exc.__class__.__name__})") from None
         if not path.is_relative_to(root):
             raise AccessDeniedError(f"{name}: outside the server's media root")
         return path

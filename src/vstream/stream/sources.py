@@ -147,12 +147,15 @@ class FileSource(_PyAVSource):
     def __init__(self, path: str | os.PathLike, fps: float | None = 1.0, start: float = 0.0) -> None:
         super().__init__(str(path), fps, start)
         self.path = Path(path)
-        if not self.path.exists():
-            raise SourceError(f"{self.path}: no such file")
-        if self.path.is_dir():
-            raise SourceError(f"{self.path}: is a folder (for image folders the source is the folder of images)")
-        if self.path.stat().st_size == 0:
-            raise SourceError(f"{self.path}: empty file")
+        try:
+            if not self.path.exists():
+                raise SourceError(f"{self.path}: no such file")
+            if self.path.is_dir():
+                raise SourceError(f"{self.path}: is a folder (for image folders the source is the folder of images)")
+            if self.path.stat().st_size == 0:
+                raise SourceError(f"{self.path}: empty file")
+        except OSError as exc:  # a name too long, a folder that cannot be read, ...
+            raise SourceError(f"{self.path}: cannot read it ({_reason(exc)})") from exc
         self._probe()
 
     def _probe(self) -> None:
@@ -370,9 +373,16 @@ def open_source(spec: str | os.PathLike, fps: float | str | None = AUTO, **optio
         return FileSource(synthetic_clip(*parse_synthetic(text)), fps, **options)
     if text.startswith("/dev/video"):
         return CameraSource(text, fps, **options)
-    if path.is_dir():
+    if _is_dir(path):
         return ImageFolderSource(path, fps or 1.0)
     return FileSource(path, fps, **options)
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long, ...: not a folder; FileSource says what is wrong with it
+        return False
 
 
 def _natural(path: Path) -> list:
