@@ -246,7 +246,10 @@ def cmd_data(args: argparse.Namespace) -> int:
         )
         return 0
     if args.data_command == "check":
+        from types import SimpleNamespace
+
         from vstream.errors import TrainingDataError
+        from vstream.eval.mcq import MCQ_BENCHMARKS, check_mcq, detect_mcq_benchmark
         from vstream.train.media import MediaRoots
         from vstream.train.records import is_llava, read_records, validate_records
 
@@ -261,6 +264,11 @@ def cmd_data(args: argparse.Namespace) -> int:
             if is_llava(records):
                 checked = validate_records(records, str(path), roots)
                 print(f"{path}: {len(checked.items)} training records (llava), {len(checked.problems)} bad records")
+            elif detect_mcq_benchmark(records):
+                questions, problems, found = check_mcq(path)
+                title = MCQ_BENCHMARKS[found].title
+                print(f"{path}: {len(questions)} multiple-choice questions ({title}), {len(problems)} bad records")
+                checked = SimpleNamespace(problems=problems)
             else:
                 checked = load_annotations(path, strict=False)
                 print(f"{path}: {len(checked.items)} questions ({checked.format}), {len(checked.problems)} bad records")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vstream.errors import AnnotationError, Problem
+from vstream.eval.mcq import MCQ_BENCHMARKS, detect_mcq_benchmark
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,12 @@ def load_annotations(path: str | os.PathLike, *, strict: bool = True) -> Annotat
     if not isinstance(records, list):
         raise AnnotationError(f"{path}: expected a list of records (or {{'data': [...]}})")
     first = next((r for r in records if isinstance(r, dict)), {})
+    choice = detect_mcq_benchmark(records)
+    if choice is not None:  # its answers are option indices: read as open-ended, every answer would be "2"
+        raise AnnotationError(
+            f"{path}: a {MCQ_BENCHMARKS[choice].title} multiple-choice file (options in the question, the answer an "
+            "option index), not open-ended questions; `vstream data check` checks it as one"
+        )
     parse = _conversations if "conversations" in first else _flat
     result = parse(records, str(path))
     result.digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
