@@ -80,13 +80,55 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "--plot", type=Path, help="also draw accuracy and score per question type (PNG; needs matplotlib)"
     )
 
+    agree = sub.add_parser(
+        "agree", help="how far two judges agree on the same predictions (agreement, Cohen's kappa, score correlation)"
+    )
+    agree.add_argument("a", type=Path, help="verdicts of judge A (JSONL, as `eval judge` writes them)")
+    agree.add_argument("b", type=Path, help="verdicts of judge B (may be the same file, with --judge-a/--judge-b)")
+    agree.add_argument("--judge-a", help="judge A's name, where its file holds several judges")
+    agree.add_argument("--judge-b", help="judge B's name, where its file holds several judges")
+    agree.add_argument("--show", type=int, default=20, help="disagreements listed (all of them with --json)")
+    agree.add_argument("--json", action="store_true", help="print the whole result as JSON")
+
     merge = sub.add_parser("merge", help="merge the shards of a sharded predictions run into one file")
     merge.add_argument("shards", type=Path, nargs="+")
     merge.add_argument("--output", type=Path, required=True)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    return {"predict": _predict, "judge": _judge, "report": _report, "merge": _merge}[args.eval_command](args)
+    commands = {"predict": _predict, "judge": _judge, "report": _report, "merge": _merge, "agree": _agree}
+    return commands[args.eval_command](args)
+
+
+def _agree(args: argparse.Namespace) -> int:
+    from vstream.eval.agree import agreement
+
+    result = agreement(args.a, args.b, judge_a=args.judge_a, judge_b=args.judge_b)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+
+    def share(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.1f} %"
+
+    def number(value: float | None) -> str:
+        return "n/a (undefined)" if value is None else f"{value:.3f}"
+
+    print(f"judge A: {', '.join(result.judge_a)}   judge B: {', '.join(result.judge_b)}")
+    print(
+        f"predictions judged by both: {result.pairs} (only A: {result.only_a}, only B: {result.only_b}, "
+        f"different answer texts: {result.different_text})"
+    )
+    print(
+        f"yes/no agreement: {share(result.agreement)}   Cohen's kappa: {number(result.kappa)}   "
+        f"score correlation: {number(result.score_correlation)}"
+    )
+    print(f"accuracy by A: {share(result.yes_rate_a)}   by B: {share(result.yes_rate_b)}")
+    print(f"disagreements: {len(result.disagreements)}")
+    for item in result.disagreements[: args.show]:
+        a, b = item["a"], item["b"]
+        print(f"  {item['prediction_key']}: A {a['pred']} ({a['score']}), B {b['pred']} ({b['score']})")
+    return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
