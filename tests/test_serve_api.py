@@ -471,7 +471,7 @@ def test_an_unreachable_url_fails_only_its_own_session(api, playing):
 
 @pytest.mark.parametrize(
     "source",
-    ["corrupt.mp4", "missing.mp4", "synthetic:1", "ftp://127.0.0.1/x.mp4", "0" * 3000],  # found by fuzzing
+    ["corrupt.mp4", "missing.mp4", "synthetic:1", "synthetic:99999", "ftp://127.0.0.1/x.mp4", "0" * 3000],
 )
 def test_a_source_that_cannot_be_opened_is_422(api, source):
     count = len(api.get("/v1/sessions").json()["sessions"])

@@ -7,6 +7,7 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from vstream.cli.model_args import (
     add_device_arguments,
@@ -51,6 +52,13 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         help="score closed answers (a word, a number, yes/no) by exact match after normalisation, with no LLM "
         "and no server: the judge options do not apply",
     )
+    judge.add_argument(
+        "--judge-model",
+        metavar="GGUF",
+        help="a judge with open weights, served here for the run: a .gguf file or OWNER/REPO/FILE.gguf on the Hub "
+        "(llama.cpp through xllamacpp); every verdict names it by its file's sha256",
+    )
+    judge.add_argument("--judge-threads", type=int, default=None, help="CPU threads of the local judge")
     judge.add_argument("--base-url", help="e.g. https://api.openai.com/v1 (or $VSTREAM_JUDGE_BASE_URL)")
     judge.add_argument("--model", help="the judge model, e.g. gpt-3.5-turbo-0125 (or $VSTREAM_JUDGE_MODEL)")
     judge.add_argument("--api-key", help="default: $OPENAI_API_KEY")
@@ -183,6 +191,9 @@ def _judge(args: argparse.Namespace) -> int:
         print(json.dumps(counts))
         return 0 if counts["failed"] == 0 else 1
     prompt = load_judge_prompt(args.judge_prompt) if args.judge_prompt else DEFAULT_PROMPT  # checked before any request
+    verdicts = args.verdicts or verdict_paths(args.predictions)
+    if args.judge_model:
+        return _judge_locally(args, prompt, verdicts)
     config = judge_config_from_environment(
         args.base_url,
         args.model,
@@ -193,12 +204,38 @@ def _judge(args: argparse.Namespace) -> int:
         json_schema=not args.no_json_schema,
         prompt=prompt,
     )
-    counts = run_judge(args.predictions, args.verdicts or verdict_paths(args.predictions), config)
+    counts = run_judge(args.predictions, verdicts, config)
+    print(json.dumps(counts))
+    return 0 if counts["failed"] == 0 else 1
+
+
+def _judge_locally(args: argparse.Namespace, prompt: Any, verdicts: Path) -> int:
+    from vstream.errors import ConfigError
+    from vstream.eval.judge import JudgeConfig, run_judge
+    from vstream.eval.local_judge import local_judge
+
+    given = [flag for flag, value in (("--base-url", "base_url"), ("--model", "model")) if getattr(args, value)]
+    if given:
+        raise ConfigError(f"--judge-model serves its own judge: drop {', '.join(given)}")
+    with local_judge(args.judge_model, threads=args.judge_threads) as judge:
+        print(f"judge: {judge.model} (served at {judge.base_url} for this run)", file=sys.stderr)
+        config = JudgeConfig(
+            base_url=judge.base_url,
+            model=judge.model,
+            api_key="local",
+            workers=min(args.workers, 4),
+            attempts=args.attempts,
+            timeout=args.timeout,
+            json_schema=not args.no_json_schema,
+            prompt=prompt,
+        )
+        counts = run_judge(args.predictions, verdicts, config)
     print(json.dumps(counts))
     return 0 if counts["failed"] == 0 else 1
 
 
 _JUDGE_ONLY = [
+    ("--judge-model", "judge_model"),
     ("--base-url", "base_url"),
     ("--model", "model"),
     ("--api-key", "api_key"),

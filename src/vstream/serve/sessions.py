@@ -27,8 +27,12 @@ from vstream.serve.watches import SessionMonitor, Verdict, model_verdict
 from vstream.stream.push import PushSource
 from vstream.stream.session import StreamSession
 from vstream.stream.sources import LIVE_SCHEMES, VideoSource, open_source
+from vstream.stream.synthetic import parse_synthetic
 
 log = logging.getLogger(__name__)
+
+MAX_SYNTHETIC_S = 6 * 3600
+"""Longest generated stream a client may ask for (it is written to the server's disk first)."""
 
 STATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -261,6 +265,9 @@ class SessionManager:
         if scheme in LIVE_SCHEMES:
             return "url", open_source(source, fps, reconnect_for=options.get("reconnect_s", 30.0)), None
         if source == "synthetic" or source.startswith("synthetic:"):
+            seconds, _ = parse_synthetic(source)
+            if seconds > MAX_SYNTHETIC_S:
+                raise ConfigError(f"{source}: generated streams are at most {MAX_SYNTHETIC_S} s long on this server")
             return "synthetic", open_source(source, fps), None
         path = self._media_path(source)
         try:

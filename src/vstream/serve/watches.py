@@ -148,6 +148,9 @@ class SessionMonitor:
         except VStreamError as exc:
             log.warning("watch %s (%r) could not be checked: %s", watch.id, watch.question, exc)
             return
+        except Exception:  # a failure of one check never stops the session's watches
+            log.exception("watch %s (%r) failed", watch.id, watch.question)
+            return
         watch.checks += 1
         watch.answer, watch.stream_time = text, published.snapshot.latest_time
         if value is None or value == watch.value:
