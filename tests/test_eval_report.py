@@ -332,3 +332,27 @@ def test_a_plot_without_matplotlib_is_a_one_line_error(files, tmp_path, capsys, 
     status, _, err = report_cli(capsys, files[0], "--plot", tmp_path / "r.png")
     assert status == 2 and len(err.strip().splitlines()) == 1
     assert 'pip install "vstream[plot]"' in err and not (tmp_path / "r.png").exists()
+
+
+def test_compare_puts_the_rows_side_by_side_and_warns_across_judges(files, capsys):
+    from vstream.eval.report import comparison_markdown
+
+    report = build_report([files[0]], [files[1]], judge="judge-a")
+    table = comparison_markdown(report)
+    lines = table.splitlines()
+    assert lines[0] == "| question type | " + " | ".join(f"#{n}" for n in range(1, len(report["rows"]) + 1)) + " |"
+    column = next(
+        n for n, row in enumerate(report["rows"]) if row["model"] == RUN_A["model"] and row["mode"] == "online"
+    )
+    assert lines[2].split(" | ")[column + 1].startswith("66.7")  # run A judged by judge-a, as in the main table
+    for kind in ("what", "yes/no"):
+        cells = next(line for line in lines if line.startswith(f"| {kind} |")).strip("| ").split(" | ")[1:]
+        expected = [row["by_type"].get(kind, {}).get("accuracy") for row in report["rows"]]
+        assert [c if c != "–" else None for c in cells] == [None if e is None else f"{e:.1f}" for e in expected]
+    assert "different judges" not in table
+
+    mixed = comparison_markdown(build_report([files[0]], [files[1]]))
+    assert "judged by 3 different judges or prompts: their numbers are not comparable" in mixed
+
+    assert main(["eval", "report", str(files[0]), "--verdicts", str(files[1]), "--judge", "judge-a", "--compare"]) == 0
+    assert table in capsys.readouterr().out

@@ -82,6 +82,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     report.add_argument("--model", help="only this model (its name, or name@fingerprint)")
     report.add_argument("--judge", help="only the verdicts of this judge model")
     report.add_argument("--mode", choices=["online", "offline"], help="only the runs in this mode")
+    report.add_argument(
+        "--compare", action="store_true", help="also show the rows side by side: one column per run, one line per type"
+    )
     report.add_argument("--json", type=Path, help="also write the report as JSON here")
     report.add_argument("--markdown", type=Path, help="also write the Markdown here")
     report.add_argument(
@@ -247,7 +250,7 @@ _JUDGE_ONLY = [
 
 def _report(args: argparse.Namespace) -> int:
     from vstream.eval.judge import verdict_paths
-    from vstream.eval.report import build_report, runs_note, to_markdown
+    from vstream.eval.report import build_report, comparison_markdown, runs_note, to_markdown
 
     if args.plot:
         from vstream.eval.report_plot import require_matplotlib
@@ -259,6 +262,8 @@ def _report(args: argparse.Namespace) -> int:
     if note:
         print(note, file=sys.stderr)
     markdown = to_markdown(report)
+    if args.compare:
+        markdown += "\n" + comparison_markdown(report)
     print(markdown, end="")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False))

@@ -299,6 +299,32 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def comparison_markdown(report: dict[str, Any]) -> str:
+    """The report's rows side by side, one column each (`#n` as in the main table): accuracy over all questions
+    and per question type. Rows judged differently get a warning: their numbers are not comparable."""
+    rows = report["rows"]
+    if not rows:
+        return ""
+    types = sorted({t for row in rows for t in row["by_type"]})
+    head = "| question type | " + " | ".join(f"#{n}" for n in range(1, len(rows) + 1)) + " |"
+    lines = [head, "|---|" + "---|" * len(rows)]
+    lines.append("| all | " + " | ".join(_fmt(r["accuracy"]) + ("" if r["complete"] else " ⚠") for r in rows) + " |")
+    for kind in types:
+        cells = [_fmt(r["by_type"][kind]["accuracy"]) if kind in r["by_type"] else "–" for r in rows]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    lines += ["", *(f"- #{n}: {row_label(row)}" for n, row in enumerate(rows, 1))]
+    judges = {(row["judge"], row.get("prompt_hash")) for row in rows}
+    if len(judges) > 1:
+        lines.append(
+            f"- ⚠ these columns are judged by {len(judges)} different judges or prompts: their numbers are not "
+            "comparable (pick one with --judge)"
+        )
+    benchmarks = {row["benchmark"] for row in rows}
+    if len(benchmarks) > 1:
+        lines.append(f"- ⚠ these columns are different benchmarks ({', '.join(sorted(benchmarks))})")
+    return "\n".join(lines) + "\n"
+
+
 def _row_notes(n: int, row: dict[str, Any]) -> list[str]:
     notes = []
     if not row["complete"]:
