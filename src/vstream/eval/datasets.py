@@ -15,7 +15,6 @@ Bad records are reported by position and reason, never silently dropped.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 
 from vstream.errors import AnnotationError, Problem
 from vstream.eval.mcq import MCQ_BENCHMARKS, detect_mcq_benchmark
+from vstream.eval.records import annotation_records, read_annotation_file
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,7 @@ class Annotations:
 def load_annotations(path: str | os.PathLike, *, strict: bool = True) -> Annotations:
     """Questions from any supported file (format detected from its records); `strict` raises on bad records."""
     path = Path(path)
-    data = _read(path)
-    records = data.get("data", data) if isinstance(data, dict) else data
-    if not isinstance(records, list):
-        raise AnnotationError(f"{path}: expected a list of records (or {{'data': [...]}})")
+    records = annotation_records(path)
     first = next((r for r in records if isinstance(r, dict)), {})
     choice = detect_mcq_benchmark(records)
     if choice is not None:  # its answers are option indices: read as open-ended, every answer would be "2"
@@ -106,7 +103,7 @@ def load_annotations(path: str | os.PathLike, *, strict: bool = True) -> Annotat
 def load_clip_metadata(path: str | os.PathLike, *, strict: bool = True) -> Annotations:
     """Clip specifications for `vstream data cut`."""
     path = Path(path)
-    data = _read(path)
+    data = read_annotation_file(path)
     records = data.get("data", data) if isinstance(data, dict) else data
     result = Annotations(str(path), "clips")
     for i, record in enumerate(records if isinstance(records, list) else []):
@@ -213,18 +210,6 @@ def _check_duplicates(result: Annotations) -> None:
 
 class _Bad(Exception):
     pass
-
-
-def _read(path: Path) -> Any:
-    if not path.is_file():
-        raise AnnotationError(f"{path}: no such annotation file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix == ".jsonl":
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise AnnotationError(f"{path}: not valid JSON ({exc})") from exc
 
 
 def _text(record: dict, name: str, aliases: tuple[str, ...] = ()) -> str:

@@ -8,9 +8,7 @@ of another benchmark, or an open-ended file, is refused with the reason.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -19,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vstream.errors import AnnotationError, Problem
+from vstream.eval.records import annotation_records
 
 LETTERS = "ABCDEFGH"
 
@@ -163,7 +162,7 @@ def check_mcq(path: str | os.PathLike, benchmark: str | None = None) -> tuple[li
     """(good questions, problems, the benchmark the file is) of a multiple-choice file; `benchmark` None takes the
     one its records show. A file of another benchmark, or not multiple-choice at all, is an AnnotationError."""
     path = Path(path)
-    records = _read_records(path)
+    records = annotation_records(path)
     found = detect_mcq_benchmark(records)
     if found is None:
         raise AnnotationError(
@@ -256,22 +255,3 @@ def _types(value: Any) -> tuple[str, ...]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
     raise ValueError(f"type field {value!r} is not a string or a list of strings")
-
-
-def _read_records(path: Path) -> list[Any]:
-    if not path.is_file():
-        raise AnnotationError(f"{path}: no such annotation file")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".csv":
-        return list(csv.DictReader(text.splitlines()))
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        try:
-            data = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise AnnotationError(f"{path}: not JSON or JSON lines ({exc})") from exc
-    records = data.get("data", data) if isinstance(data, dict) else data
-    if not isinstance(records, list):
-        raise AnnotationError(f"{path}: expected a list of records (or {{'data': [...]}})")
-    return records

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
@@ -11,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from vstream.errors import VStreamError
+from vstream.errors import AnnotationError, VStreamError
 
 log = logging.getLogger(__name__)
 
@@ -125,3 +126,27 @@ def merge_jsonl(inputs: Iterable[str | os.PathLike], output: str | os.PathLike) 
             f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
     os.replace(tmp, output)
     return len(merged)
+
+
+def read_annotation_file(path: Path) -> Any:
+    """The content of an annotation file: JSON, JSON lines (`.jsonl`) or CSV rows (`.csv`, as dicts)."""
+    if not path.is_file():
+        raise AnnotationError(f"{path}: no such annotation file")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".csv":
+        return list(csv.DictReader(text.splitlines()))
+    try:
+        if path.suffix == ".jsonl":
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AnnotationError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def annotation_records(path: Path) -> list[Any]:
+    """The records of an annotation file: its list, or the list under `data`."""
+    data = read_annotation_file(path)
+    records = data.get("data", data) if isinstance(data, dict) else data
+    if not isinstance(records, list):
+        raise AnnotationError(f"{path}: expected a list of records (or {{'data': [...]}})")
+    return records

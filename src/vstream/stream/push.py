@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import math
 import threading
-import time
 from collections import deque
 from collections.abc import Iterator
 
@@ -89,7 +88,6 @@ class PushSource(VideoSource):
                 if not self._queue:
                     return
                 frame = self._queue.popleft()
-            frame.arrived = time.monotonic()
             yield frame
 
     def close(self) -> None:

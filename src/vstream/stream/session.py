@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ from vstream.stream.frame_handler import FrameHandler
 from vstream.stream.metrics import Metrics
 from vstream.stream.prefill import PrefixWarmer
 from vstream.stream.question_handler import QuestionHandler
-from vstream.stream.sources import AUTO, FileSource, StreamFrame, VideoSource, open_source
+from vstream.stream.sources import AUTO, FileSource, VideoSource, open_source
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,6 @@ class StreamSession:
         autostart: start playing at once (default: on `start()`, on entering `with`, or in `ask_at`).
         prefill: prefill each new snapshot's memory into the LLM in the background, so that a question prefills
             only its own tokens (lower time to first token; costs LLM time at every memory update).
-        on_batch: called with each batch of frames once it is in the memory (see `FrameHandler`).
     """
 
     def __init__(
@@ -97,7 +96,6 @@ class StreamSession:
         max_pending: int = 8,
         autostart: bool = False,
         prefill: bool = False,
-        on_batch: Callable[[list[StreamFrame]], None] | None = None,
     ) -> None:
         if speed < 0:
             raise SessionError(f"speed must be >= 0 (0: as fast as possible), got {speed}")
@@ -122,7 +120,6 @@ class StreamSession:
             max_pending=max_pending,
             metrics=self.metrics,
             time_offset=offset,
-            on_batch=on_batch,
         )
         self.question_handler = QuestionHandler(model, self.frame_handler, self.metrics)
         self.warmer = PrefixWarmer(model, self.frame_handler) if prefill else None
