@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import itertools
+import math
 
 import numpy as np
 import pytest
 import torch
 
-from vstream.memory import build_memory, offline_readout, pool
+from vstream.cli.memory_args import add_memory_arguments, apply_memory_flags, given_memory_fields
+from vstream.errors import ConfigError
+from vstream.memory import MemoryConfig, build_memory, offline_readout, pool, recent_config
 
 from conftest import random_stream, scene_stream, small_config
 
@@ -93,3 +97,47 @@ def test_offline_readout_of_a_baseline_is_its_streaming_readout(kind):
     offline = offline_readout(frames, config=config)
     assert torch.equal(offline.tokens, memory.readout().tokens)
     assert offline.num_tokens == 16
+
+
+def test_recent_memory_spends_the_token_budget_of_star():
+    """`recent`: the newest N frames at the finest grid within STAR's budget, equal to it where squares allow."""
+    released = MemoryConfig()
+    for frames, side in [(1, 16), (2, 16), (4, 13), (10, 8)]:
+        config = recent_config(released, frames)
+        assert (config.kind, config.num_frames, config.frame_pool) == ("recent", frames, side)
+        assert config.num_tokens <= released.num_tokens
+        assert side == 16 or frames * (side + 1) ** 2 > released.num_tokens  # no finer grid fits
+    smol_like = small_config(num_patches=64, abstract_slots=8, temporal_clusters=16, temporal_pool=2)
+    smol_like = smol_like.replace(spatial_pool=8, retrieved_frames=1, abstract_pool=1)
+    assert smol_like.num_tokens == 200
+    assert recent_config(smol_like, 8).num_tokens == smol_like.num_tokens  # 8 frames of 5×5: the same budget
+    assert recent_config(released, 4, frame_pool=16).num_tokens == 1024  # full resolution on request
+    with pytest.raises(ConfigError, match="finer than"):
+        released.replace(kind="recent", frame_pool=17)
+
+
+def test_recent_memory_reads_out_the_newest_frames_pooled_to_a_side_that_need_not_divide_the_grid():
+    config = recent_config(small_config(), 3, frame_pool=3)  # a side that does not divide the 8×8 grid
+    side = math.isqrt(config.num_patches)
+    assert side % config.frame_pool
+    frames = random_stream(9, config)
+    memory = build_memory(config)
+    memory.update(frames, np.arange(9.0))
+    snapshot = memory.readout()
+    assert times_of(snapshot) == [6, 7, 8]
+    grid = frames[6:].reshape(3, side, side, -1).permute(0, 3, 1, 2)
+    expected = torch.nn.functional.adaptive_avg_pool2d(grid, config.frame_pool).permute(0, 2, 3, 1)
+    assert torch.allclose(snapshot.tokens, expected.reshape(-1, frames.shape[-1]), atol=1e-6)
+    assert snapshot.token_counts() == {"recent": config.num_tokens}
+
+
+def test_memory_flags_name_the_recent_baseline():
+    parser = argparse.ArgumentParser()
+    add_memory_arguments(parser)
+    args = parser.parse_args(["--memory", "recent", "--recent-frames", "4"])
+    config = apply_memory_flags(MemoryConfig(), given_memory_fields(args))
+    assert (config.kind, config.num_frames, config.num_tokens) == ("recent", 4, 676)
+    args = parser.parse_args(["--memory", "recent", "--frame-pool", "16", "--recent-frames", "2"])
+    assert apply_memory_flags(MemoryConfig(), given_memory_fields(args)).num_tokens == 512
+    args = parser.parse_args(["--kind", "uniform", "--num-frames", "6"])
+    assert apply_memory_flags(MemoryConfig(), given_memory_fields(args)).num_frames == 6

@@ -38,7 +38,7 @@ def test_store_grid_lets_every_pool_derive_from_it():
         ({"abstract_slots": 0}, "abstract_slots must be an integer >= 1, got 0"),
         ({"temporal_clusters": 2.5}, "temporal_clusters must be an integer >= 1, got 2.5"),
         ({"num_patches": 200}, "num_patches=200 is not a square"),
-        ({"kind": "lstm"}, "kind must be one of star, uniform, sliding, drop, merge; got 'lstm'"),
+        ({"kind": "lstm"}, "kind must be one of star, recent, uniform, sliding, drop, merge; got 'lstm'"),
         ({"memories": ("retrieved", "spatial")}, "the retrieved memory needs the temporal memory"),
         ({"memories": ()}, "memories is empty"),
         ({"memories": ("spatial", "visual")}, "memories must be one of abstract, temporal, retrieved, spatial"),

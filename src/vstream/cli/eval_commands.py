@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from vstream.cli.memory_args import apply_memory_flags
 from vstream.cli.model_args import (
     add_device_arguments,
     add_model_arguments,
@@ -167,7 +168,7 @@ def _predict(args: argparse.Namespace) -> int:
     if no_gpu:
         raise ConfigError(no_gpu)
     model = load_model_from_args(args)
-    config = replace(config, memory=model.memory_config().replace(**flags))
+    config = replace(config, memory=apply_memory_flags(model.memory_config(), flags))
     counts = run_predict(model, annotations, config, args.model)
     print(json.dumps(counts))
     failed = failures_of_all_shards(counts["errors"])

@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from vstream.errors import ConfigError
-from vstream.memory.config import MemoryConfig
+from vstream.memory.config import MemoryConfig, recent_config
+
+ALIASES = {"kind": ["--memory"], "num_frames": ["--recent-frames"]}
+"""Other names of some flags: `--memory recent --recent-frames 4` reads as the baseline it asks for."""
 
 
 def add_memory_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,14 +29,14 @@ def add_memory_arguments(parser: argparse.ArgumentParser) -> None:
     )
     docs = _field_docs()
     for field in dataclasses.fields(MemoryConfig):
-        flag = "--" + field.name.replace("_", "-")
+        flags = ["--" + field.name.replace("_", "-"), *ALIASES.get(field.name, [])]
         doc = docs.get(field.name, "")
         if field.name == "memories":
-            group.add_argument(flag, nargs="+", default=None, metavar="NAME", help=doc)
+            group.add_argument(*flags, nargs="+", default=None, metavar="NAME", help=doc)
         elif field.name in ("retrieval_candidates", "retrieval_recent"):
-            group.add_argument(flag, type=int, default=None, help=doc)
+            group.add_argument(*flags, type=int, default=None, help=doc)
         else:
-            group.add_argument(flag, type=type(field.default), default=None, help=doc)
+            group.add_argument(*flags, type=type(field.default), default=None, help=doc)
 
 
 def memory_config_from_args(args: argparse.Namespace) -> MemoryConfig:
@@ -50,8 +53,16 @@ def memory_config_from_args(args: argparse.Namespace) -> MemoryConfig:
             base = MemoryConfig.from_checkpoint_config(data).to_dict()
         else:
             base = data
-    base.update(given_memory_fields(args))
-    return MemoryConfig.from_dict(base)
+    return apply_memory_flags(MemoryConfig.from_dict(base), given_memory_fields(args))
+
+
+def apply_memory_flags(base: MemoryConfig, flags: dict[str, Any]) -> MemoryConfig:
+    """`base` (e.g. the model's own sizes) with the flags applied; `--memory recent` takes STAR's token budget from
+    `base` (`recent_config`: `--recent-frames`, default 4, at the finest grid within it, unless `--frame-pool`)."""
+    if flags.get("kind") != "recent" or base.kind != "star":
+        return base.replace(**flags)
+    sizes = {k: v for k, v in flags.items() if k not in ("kind", "num_frames", "frame_pool")}
+    return recent_config(base.replace(**sizes), flags.get("num_frames", 4), flags.get("frame_pool"))
 
 
 def given_memory_fields(args: argparse.Namespace) -> dict[str, Any]:

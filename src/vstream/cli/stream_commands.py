@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import TextIO
 
+from vstream.cli.memory_args import apply_memory_flags
 from vstream.cli.model_args import (
     add_model_arguments,
     generation_options_from_args,
@@ -165,7 +166,7 @@ def _session(args: argparse.Namespace):
         args.source,
         fps="auto" if args.fps is None else args.fps,
         speed=args.speed,
-        memory_config=model.memory_config().replace(**flags),
+        memory_config=apply_memory_flags(model.memory_config(), flags),
         prefill=getattr(args, "prefill", False),
     )
 

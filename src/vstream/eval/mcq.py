@@ -31,6 +31,8 @@ class MCQuestion:
         answer: index of the right option; types: the benchmark's task or question types of it (for per-type
             results); instruction: text after the options ("Only give the best option."), kept as the file has it.
         extra: the record's other fields (duration, url, time_reference, ...).
+        at: for a streaming benchmark, the time in the stream (seconds) the question is asked at: the answer may
+            see only the frames up to it; None: asked about the whole video.
     """
 
     id: str
@@ -41,6 +43,7 @@ class MCQuestion:
     types: tuple[str, ...] = ()
     instruction: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    at: float | None = None
 
     @property
     def letter(self) -> str:

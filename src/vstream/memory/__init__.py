@@ -24,6 +24,7 @@ _EXPORTS = {
     "load_memory": "vstream.memory.factory",
     "offline_readout": "vstream.memory.offline",
     "pool": "vstream.memory.star",
+    "recent_config": "vstream.memory.config",
 }
 __all__ = [
     "MEMORY_NAMES",
@@ -36,13 +37,14 @@ __all__ = [
     "load_memory",
     "offline_readout",
     "pool",
+    "recent_config",
 ]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from vstream.memory.attention import SemanticAttention
     from vstream.memory.base import BaseMemory
-    from vstream.memory.config import MEMORY_NAMES, MemoryConfig
+    from vstream.memory.config import MEMORY_NAMES, MemoryConfig, recent_config
     from vstream.memory.factory import build_memory, load_memory
     from vstream.memory.offline import offline_readout
     from vstream.memory.snapshot import MemoryItem, MemorySnapshot

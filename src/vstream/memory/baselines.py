@@ -2,6 +2,8 @@
 
 - `uniform`: N frames spread evenly over the whole stream (the usual offline approach).
 - `sliding`: the last N frames.
+- `recent`: the last N frames, at a grid chosen to match STAR's token budget (`config.recent_config`): the
+  "no memory at all" baseline every memory method should be reported beside.
 - `drop` / `merge`: while more than N frames are kept, find the most similar adjacent pair (cosine) and
   drop its later frame, or average the two (weighted by the frames each stands for).
 """
@@ -61,12 +63,13 @@ class _FrameMemory(BaseMemory):
 
 
 class SlidingWindowMemory(_FrameMemory):
-    """The last `num_frames` frames, in a ring buffer."""
+    """The last `num_frames` frames, in a ring buffer (kinds `sliding` and `recent`)."""
 
     kind = "sliding"
 
     def __init__(self, config: MemoryConfig, *, device: torch.device | str | None = None) -> None:
         super().__init__(config, device=device)
+        self.kind = config.kind
         self.capacity = config.num_frames
 
     def _update(self, grid: Tensor, times: np.ndarray) -> None:

@@ -13,8 +13,9 @@ from vstream.errors import ConfigError
 MEMORY_NAMES = ("abstract", "temporal", "retrieved", "spatial")
 """The four STAR memories, in readout order."""
 
-KINDS = ("star", "uniform", "sliding", "drop", "merge")
-"""`star` is Flash-VStream's memory; the others are baselines behind the same interface."""
+KINDS = ("star", "recent", "uniform", "sliding", "drop", "merge")
+"""`star` is Flash-VStream's memory; the others are baselines behind the same interface (`recent`: no memory at all,
+only the newest frames, at the same token budget as STAR; see `recent_config`)."""
 
 RETRIEVAL_SOURCES = ("candidates", "buffer", "exact")
 
@@ -48,7 +49,7 @@ class MemoryConfig:
     """
 
     kind: str = "star"
-    """Which memory: `star`, or a baseline: `uniform`, `sliding`, `drop`, `merge`."""
+    """Which memory: `star`, or a baseline: `recent`, `uniform`, `sliding`, `drop`, `merge`."""
     num_patches: int = 256
     """Patch tokens per frame from the vision tower [P]; must be a square (a √P×√P grid)."""
     feature_dim: int = 1024
@@ -98,9 +99,10 @@ class MemoryConfig:
     retrieved frames heaviest cluster first)."""
 
     num_frames: int = 10
-    """Baselines only: frames kept (`uniform`, `sliding`, `drop`, `merge`)."""
+    """Baselines only: frames kept (`recent`, `uniform`, `sliding`, `drop`, `merge`)."""
     frame_pool: int = 8
-    """Baselines only: side of each kept frame's token grid."""
+    """Baselines only: side of each kept frame's token grid (`recent`: any side up to √P; the others: a divisor of
+    √P)."""
 
     seed: int = 0
     """Seed of the k-means++ initialisation (used when a k-means run has many points)."""
@@ -123,7 +125,12 @@ class MemoryConfig:
             self._check_star(side)
         else:
             _check_int("num_frames", self.num_frames, minimum=1)
-            _check_pool("frame_pool", self.frame_pool, side)
+            if self.kind == "recent":
+                _check_int("frame_pool", self.frame_pool, minimum=1)
+                if self.frame_pool > side:
+                    raise ConfigError(f"frame_pool={self.frame_pool} is finer than the {side}×{side} patch grid")
+            else:
+                _check_pool("frame_pool", self.frame_pool, side)
 
     def _check_star(self, side: int) -> None:
         if not self.memories:
@@ -237,6 +244,26 @@ class MemoryConfig:
     def replace(self, **changes: Any) -> MemoryConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+def recent_config(star: MemoryConfig, frames: int, frame_pool: int | None = None) -> MemoryConfig:
+    """The `recent` baseline for a STAR config: the newest `frames` frames, each at the finest square grid whose
+    tokens, over all the frames, stay within STAR's token budget (full resolution when it fits).
+
+    A budget is not always a sum of equal squares: 4 frames against the released 681 tokens get 13×13 each, 676
+    tokens; one frame gets full resolution, 256. `frame_pool` sets the grid instead (e.g. full resolution, over
+    the budget: then say so beside the result).
+
+    >>> recent_config(MemoryConfig(), 4).num_tokens, MemoryConfig().num_tokens
+    (676, 681)
+    """
+    _check_int("frames", frames, minimum=1)
+    side = math.isqrt(star.num_patches)
+    if frame_pool is None:
+        frame_pool = min(side, math.isqrt(star.num_tokens // frames))
+        if frame_pool < 1:
+            raise ConfigError(f"{frames} frames do not fit STAR's {star.num_tokens} tokens even at one token a frame")
+    return star.replace(kind="recent", num_frames=frames, frame_pool=frame_pool)
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

@@ -16,6 +16,7 @@ from vstream.memory.star_memory import WEIGHTS_PREFIX, STARMemory
 _BASELINES = {
     "uniform": UniformMemory,
     "sliding": SlidingWindowMemory,
+    "recent": SlidingWindowMemory,
     "drop": SimilarityMemory,
     "merge": SimilarityMemory,
 }

@@ -32,7 +32,8 @@ def pool(features: Tensor, size: int) -> Tensor:
 
     Args:
         features: `(..., P, D)`, the P patches forming a √P×√P grid, row-major.
-        size: output side; must divide √P.
+        size: output side, 1..√P. A side that does not divide √P (only the `recent` baseline asks for one, to
+            match a token budget) averages overlapping windows (`F.adaptive_avg_pool2d`); STAR sizes always divide.
 
     Returns:
         `(..., size*size, D)`. `pool(F, √P)` is F itself. Pooling composes in exact arithmetic (16→8→4 equals
@@ -40,12 +41,15 @@ def pool(features: Tensor, size: int) -> Tensor:
     """
     *lead, patches, dim = features.shape
     side = math.isqrt(patches)
-    if side * side != patches or side % size:
+    if side * side != patches or not 1 <= size <= side:
         raise ValueError(f"cannot pool a {patches}-patch frame to {size}×{size}")
     if size == side:
         return features
     frames = features.reshape(-1, patches, dim)
-    if size == 1:
+    if side % size:
+        grid = frames.reshape(-1, side, side, dim).permute(0, 3, 1, 2)
+        pooled = F.adaptive_avg_pool2d(grid, size).permute(0, 2, 3, 1)
+    elif size == 1:
         pooled = frames.mean(dim=1, keepdim=True)
     else:
         # A view, channels-last in memory: avg_pool2d's fastest CPU kernel; its output permuted back is contiguous.
