@@ -23,7 +23,11 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="eval_command", metavar="STEP", required=True)
     predict = sub.add_parser("predict", help="answer every question of a benchmark (resumable, shardable)")
     predict.add_argument(
-        "--benchmark", required=True, help="rvs_ego, rvs_movie, vs_ego, vs_movie, actnet, nextoe, msvd or msrvtt"
+        "--benchmark",
+        required=True,
+        help="rvs_ego, rvs_movie, vs_ego, vs_movie, actnet, nextoe, msvd, msrvtt, synth; multiple choice: egoschema, "
+        "mvbench, videomme, mlvu, lvbench, nextmc; streaming: ovobench, streamingbench; or custom[:NAME] for any "
+        "file of a supported format, run under its own name",
     )
     predict.add_argument("--annotations", type=Path, required=True, help="questions file (any supported format)")
     inputs = predict.add_mutually_exclusive_group(required=True)
@@ -40,6 +44,19 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     predict.add_argument("--num-chunks", type=int, default=None, help="shards (default: $WORLD_SIZE or 1)")
     predict.add_argument("--chunk-idx", type=int, default=None, help="this shard (default: $RANK or 0)")
     predict.add_argument("--limit", type=int, default=None, help="answer at most this many questions in this run")
+    predict.add_argument(
+        "--skip-bad-records",
+        action="store_true",
+        help="answer the good records of a file with bad ones (listed in a warning) instead of stopping",
+    )
+    predict.add_argument(
+        "--choice-methods",
+        nargs="+",
+        choices=["generate", "loglik"],
+        default=None,
+        help="multiple choice: generate a letter and read it strictly, and/or score each option's likelihood "
+        "(default: both)",
+    )
     add_model_arguments(predict, speed=None)
 
     judge = sub.add_parser(
@@ -145,12 +162,13 @@ def _agree(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from vstream.errors import ConfigError
-    from vstream.eval.datasets import load_annotations
     from vstream.eval.predict import PredictConfig, failures_of_all_shards, hub_model_without_gpu, run_predict
+    from vstream.eval.questions import load_questions
 
     num_chunks, chunk_idx = _shard(args)
+    benchmark, annotations = load_questions(args.annotations, args.benchmark, strict=not args.skip_bad_records)
     config = PredictConfig(
-        benchmark=args.benchmark,
+        benchmark=benchmark,
         output=args.output,
         videos=args.videos,
         features=args.features,
@@ -161,9 +179,9 @@ def _predict(args: argparse.Namespace) -> int:
         chunk_idx=chunk_idx,
         limit=args.limit,
         options=generation_options_from_args(args),
+        choice_methods=tuple(args.choice_methods) if args.choice_methods else None,
     )  # its checks come before any work; the memory config needs the model
     flags = memory_flags(args)
-    annotations = load_annotations(args.annotations)
     no_gpu = hub_model_without_gpu(args.model, args.device)
     if no_gpu:
         raise ConfigError(no_gpu)
@@ -250,6 +268,7 @@ _JUDGE_ONLY = [
 
 
 def _report(args: argparse.Namespace) -> int:
+    from vstream.eval.choice_report import build_choice_report, choice_markdown
     from vstream.eval.judge import verdict_paths
     from vstream.eval.report import build_report, comparison_markdown, runs_note, to_markdown
 
@@ -262,9 +281,13 @@ def _report(args: argparse.Namespace) -> int:
     note = runs_note(report)
     if note:
         print(note, file=sys.stderr)
-    markdown = to_markdown(report)
-    if args.compare:
+    choices = build_choice_report(args.predictions)
+    markdown = to_markdown(report) if report["rows"] or not choices["rows"] else ""
+    if args.compare and report["rows"]:
         markdown += "\n" + comparison_markdown(report)
+    if choices["rows"]:
+        markdown += ("\n" if markdown else "") + choice_markdown(choices)
+        report["multiple_choice"] = choices["rows"]
     print(markdown, end="")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False))

@@ -92,6 +92,9 @@ MCQ_BENCHMARKS = {
     )
 }
 """Recognised by their fields, most specific first (`detect_mcq_benchmark`)."""
+CUSTOM_SPEC = MCQSpec("custom", "multiple-choice (no known benchmark)", None, frozenset(), (2, len(LETTERS)))
+"""Any other file of the same form; its types from `task_type`, `question_type` or `type`, whichever it has."""
+_TYPE_FIELDS = ("task_type", "question_type", "type")
 
 _OPTION = re.compile(r"^\s*(?:\(([A-H])\)|([A-H])[.)])\s*(.*?)\s*$")
 _QUESTION_PREFIX = re.compile(r"^\s*question\s*:\s*", re.IGNORECASE)
@@ -147,7 +150,7 @@ def detect_mcq_benchmark(records: Sequence[Any]) -> str | None:
     for spec in MCQ_BENCHMARKS.values():
         if spec.marks <= first.keys() and spec.matches(first):
             return spec.name
-    return None
+    return CUSTOM_SPEC.name
 
 
 def load_mcq(path: str | os.PathLike, benchmark: str) -> list[MCQuestion]:
@@ -177,11 +180,16 @@ def check_mcq(path: str | os.PathLike, benchmark: str | None = None) -> tuple[li
         if benchmark not in MCQ_BENCHMARKS:
             known = ", ".join([*MCQ_BENCHMARKS, "custom"])
             raise AnnotationError(f"unknown multiple-choice benchmark {benchmark!r}; known: {known}")
+        if found == CUSTOM_SPEC.name:
+            raise AnnotationError(
+                f"{path}: a multiple-choice file, but not {MCQ_BENCHMARKS[benchmark].title}'s (its records lack "
+                f"{MCQ_BENCHMARKS[benchmark].title}'s fields): use --benchmark custom to run it under its own name"
+            )
         raise AnnotationError(
             f"{path}: this is a {MCQ_BENCHMARKS[found].title} file, not {MCQ_BENCHMARKS[benchmark].title}: "
             f"use --benchmark {found} (or --benchmark custom to run it under its own name)"
         )
-    spec = MCQ_BENCHMARKS[found]
+    spec = MCQ_BENCHMARKS.get(found, CUSTOM_SPEC)
     questions, problems = [], []
     for i, record in enumerate(records):
         try:
@@ -226,7 +234,7 @@ def _question(record: Any, spec: MCQSpec, strict_count: bool) -> MCQuestion:
         stem=stem,
         options=options,
         answer=answer,
-        types=_types(record.get(spec.type_field)) if spec.type_field else (),
+        types=_record_types(record, spec),
         instruction=instruction,
         extra={k: v for k, v in record.items() if k not in used},
     )
@@ -250,6 +258,15 @@ def _next_question(record: dict[str, Any]) -> MCQuestion:
     ident = f"{video}_{record.get('qid', '')}"
     kind = str(record.get("type", "")).strip()
     return MCQuestion(ident, video, question, options, answer, (kind,) if kind else (), "", {})
+
+
+def _record_types(record: dict[str, Any], spec: MCQSpec) -> tuple[str, ...]:
+    if spec.type_field:
+        return _types(record.get(spec.type_field))
+    if spec is CUSTOM_SPEC:
+        field_name = next((name for name in _TYPE_FIELDS if name in record), None)
+        return _types(record[field_name]) if field_name else ()
+    return ()
 
 
 def _types(value: Any) -> tuple[str, ...]:

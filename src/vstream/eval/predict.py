@@ -31,10 +31,13 @@ import vstream
 from vstream.errors import ConfigError, VStreamError
 from vstream.eval.benchmarks import get_benchmark
 from vstream.eval.datasets import Annotations, QAItem
+from vstream.eval.mcq import MCQuestion
+from vstream.eval.mcq_predict import METHODS, answer_mcq_video, mcq_key
 from vstream.eval.records import JsonlWriter, latest_by_key, read_jsonl, record_key
 from vstream.features import FEATURE_SUFFIXES, read_feature_clip
 from vstream.memory import MemoryConfig
 from vstream.model import GenerationOptions, VStream
+from vstream.model.smol import SMOL
 from vstream.stream.clips import encode_clip
 from vstream.stream.sources import VIDEO_SUFFIXES, ClipWindow, FeatureFileSource, VideoSource, open_source
 
@@ -56,6 +59,8 @@ class PredictConfig:
             a file's stored frame rate is an error for that video).
         num_chunks, chunk_idx: this run takes every num_chunks-th video, starting at chunk_idx.
         memory: the memory's sizes; default the model's.
+        choice_methods: multiple-choice questions only: `generate` and/or `loglik` (`mcq_predict.METHODS`); default
+            both.
     """
 
     benchmark: str
@@ -70,6 +75,7 @@ class PredictConfig:
     limit: int | None = None
     options: GenerationOptions = field(default_factory=GenerationOptions)
     memory: MemoryConfig | None = None
+    choice_methods: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if (self.videos is None) == (self.features is None):
@@ -84,6 +90,11 @@ class PredictConfig:
             raise ConfigError(f"--fps must be > 0, got {self.fps}")
         if not 0 <= self.chunk_idx < self.num_chunks:
             raise ConfigError(f"--chunk-idx must be in [0, --num-chunks), got {self.chunk_idx} of {self.num_chunks}")
+        if self.choice_methods is not None:
+            unknown = sorted(set(self.choice_methods) - set(METHODS))
+            if unknown or not self.choice_methods:
+                raise ConfigError(f"--choice-methods: {unknown or 'none given'}; known: {', '.join(METHODS)}")
+            self.choice_methods = tuple(m for m in METHODS if m in self.choice_methods)
 
 
 def chunk_path(output: Path, num_chunks: int, chunk_idx: int) -> Path:
@@ -98,9 +109,15 @@ def run_predict(
 ) -> dict[str, Any]:
     """Answer every question of this shard that has no `ok` record with these settings yet; returns counts.
 
-    `questions`: loaded annotations (their file is named in every record), or a list of questions.
+    `questions`: loaded annotations (their file is named in every record), or a list of questions; open-ended
+    (`QAItem`) or multiple-choice (`MCQuestion`, answered by `mcq_predict`).
     """
     items = list(questions.items if isinstance(questions, Annotations) else questions)
+    multiple_choice = any(isinstance(item, MCQuestion) for item in items)
+    if multiple_choice and config.choice_methods is None:
+        config = replace(config, choice_methods=METHODS)
+    if not multiple_choice:
+        config = replace(config, choice_methods=None)
     by_video: dict[str, list[QAItem]] = defaultdict(list)
     for item in items:
         by_video[item.video_id].append(item)
@@ -118,7 +135,13 @@ def run_predict(
         "annotations": _annotations_info(questions, len(items)),
     }
     done = latest_by_key(read_jsonl(output))
-    todo = [(video, [q for q in by_video[video] if _key(config, q, settings) not in done]) for video in videos]
+
+    def key(item: Any) -> str:
+        if multiple_choice:
+            return mcq_key(config.benchmark, item, stamp["settings_key"])
+        return _key(config, item, settings)
+
+    todo = [(video, [q for q in by_video[video] if key(q) not in done]) for video in videos]
     todo = [(video, questions) for video, questions in todo if questions]
     total = sum(len(questions) for _, questions in todo)
     counts: dict[str, Any] = {"questions": sum(len(by_video[v]) for v in videos), "answered": 0, "errors": 0}
@@ -130,7 +153,7 @@ def run_predict(
             if left <= 0:
                 break
             for record in _answer_video(model, video, questions[:left], config):
-                record = {"key": _key(config, record.pop("_item"), settings), **stamp, **record}
+                record = {"key": key(record.pop("_item")), **stamp, **record}
                 writer.write(record)
                 counts["answered" if record["status"] == "ok" else "errors"] += 1
                 bar.update(1)
@@ -154,7 +177,7 @@ def run_settings(model: VStream, config: PredictConfig, model_name: str) -> dict
         "memory": config.memory.to_dict() if config.memory else None,
         "options": asdict(config.options),
         "vstream_version": vstream.__version__,
-    }
+    } | ({"choice_methods": list(config.choice_methods)} if config.choice_methods else {})
 
 
 def settings_key(settings: dict[str, Any]) -> str:
@@ -188,7 +211,10 @@ def _answer_video(
     answered: set[str] = set()
     try:
         source = _locate(video_id, config)
-        run = _offline if config.mode == "offline" else _online
+        if isinstance(questions[0], MCQuestion):
+            run = answer_mcq_video
+        else:
+            run = _offline if config.mode == "offline" else _online
         for record in run(model, source, questions, config):
             answered.add(record["id"])
             yield record
@@ -196,20 +222,37 @@ def _answer_video(
         log.warning("%s: %s", video_id, exc)
         for item in questions:
             if item.id not in answered:
-                yield _record(item, status="error", error=str(exc))
+                if isinstance(item, MCQuestion):
+                    yield {
+                        "_item": item,
+                        "status": "error",
+                        "format": "multiple_choice",
+                        "id": item.id,
+                        "video_id": item.video_id,
+                        "question": item.stem,
+                        "answer": item.letter,
+                        "error": str(exc),
+                    }
+                else:
+                    yield _record(item, status="error", error=str(exc))
 
 
-def _offline(model: VStream, source: Path, questions: list[QAItem], config: PredictConfig) -> Iterator[dict[str, Any]]:
-    start, end = questions[0].clip_start, questions[0].clip_end
+def clip_features(
+    model: VStream, source: Path, config: PredictConfig, start: float | None, end: float | None
+) -> tuple[torch.Tensor, list[float]]:
+    """Features `(T, P, D)` and times of a video or feature file, cut to [start, end] when given."""
     if source.suffix in FEATURE_SUFFIXES:
         clip = read_feature_clip(source)
         times = clip.frame_times(config.fps, name=str(source))
         rows = [i for i, t in enumerate(times) if (start is None or t >= start) and (end is None or t <= end)]
         if not rows:
             raise VStreamError(f"{source}: no frames between {start} s and {end} s")
-        features, times = clip.features[rows[0] : rows[-1] + 1], times[rows[0] : rows[-1] + 1]
-    else:
-        features, times = encode_clip(source, model.encode_frames, config.fps or DEFAULT_FPS, start=start, end=end)
+        return clip.features[rows[0] : rows[-1] + 1], times[rows[0] : rows[-1] + 1]
+    return encode_clip(source, model.encode_frames, config.fps or DEFAULT_FPS, start=start, end=end)
+
+
+def _offline(model: VStream, source: Path, questions: list[QAItem], config: PredictConfig) -> Iterator[dict[str, Any]]:
+    features, times = clip_features(model, source, config, questions[0].clip_start, questions[0].clip_end)
     snapshot = model.clip_snapshot(features.to(model.device), times, config.memory)
     step = _frame_step(times)
     for item in questions:
@@ -220,7 +263,7 @@ def _offline(model: VStream, source: Path, questions: list[QAItem], config: Pred
 def _online(model: VStream, source: Path, questions: list[QAItem], config: PredictConfig) -> Iterator[dict[str, Any]]:
     from vstream.stream import StreamSession
 
-    stream = _stream_source(source, config.fps, questions[0].clip_start, questions[0].clip_end)
+    stream = stream_source(source, config.fps, questions[0].clip_start, questions[0].clip_end)
     session = StreamSession(model, stream, speed=1.0 if config.realtime else 0.0, memory_config=config.memory)
     step = 1.0 / (stream.fps or DEFAULT_FPS)
     schedule = [(item.end_time if item.end_time is not None else float("inf"), item.question) for item in questions]
@@ -237,7 +280,7 @@ def _online(model: VStream, source: Path, questions: list[QAItem], config: Predi
         session.close()
 
 
-def _stream_source(source: Path, fps: float | None, start: float | None, end: float | None) -> VideoSource:
+def stream_source(source: Path, fps: float | None, start: float | None, end: float | None) -> VideoSource:
     """The stream to play: a feature file at its own times, or a video at `fps`, cut to the clip if it has one."""
     stream = FeatureFileSource(source, fps) if source.suffix in FEATURE_SUFFIXES else open_source(source, fps or 1.0)
     return ClipWindow(stream, start, end) if start is not None or end is not None else stream
@@ -336,7 +379,8 @@ def check_shards(paths: Sequence[str | os.PathLike]) -> None:
 def hub_model_without_gpu(model: str, device: str | None) -> str | None:
     """Why not to download a model from the Hub to run it on a machine without a GPU (None: go ahead); the
     command refuses with it, before any download, unless `--device cpu` insists."""
-    if model == "tiny-random" or Path(model).expanduser().is_dir() or torch.cuda.is_available() or device:
+    local = model in ("tiny-random", SMOL) or Path(model).expanduser().is_dir()
+    if local or torch.cuda.is_available() or device:
         return None
     return (
         f"no GPU here: {model} would be downloaded from the Hugging Face Hub and run on the CPU, which takes "

@@ -18,9 +18,12 @@ from typing import Any
 
 from vstream.errors import VStreamError
 from vstream.eval.benchmarks import BENCHMARKS
+from vstream.eval.closed import EXACT_MATCH_VERSION, yes_no
 from vstream.eval.records import content_key, latest_by_key, read_jsonl
 
 PAPER_JUDGE = "GPT-3.5 (snapshot not named)"
+CLOSED_RULE = f"yes/no-{EXACT_MATCH_VERSION}"
+"""The rule that scores yes/no questions in every report (the exact-match rule's yes/no part)."""
 NO_JUDGE = "none"
 
 
@@ -89,6 +92,8 @@ def _read_runs(paths: list[str | os.PathLike]) -> dict[tuple, _Run]:
                 latest[key] = ok.get(key, record)
     runs: dict[tuple, _Run] = defaultdict(_Run)
     for key, record in latest.items():
+        if record.get("format") == "multiple_choice":
+            continue  # scored by rule at prediction time: `choice_report`
         run_id = (
             record.get("benchmark") or "?",
             record.get("model") or "?",
@@ -153,6 +158,7 @@ def _row(run_id: tuple, run: _Run, judge_id: tuple, verdicts: list[dict], stale:
         "paper": {"accuracy": info.paper[0], "score": info.paper[1], "source": info.source}
         if info and info.paper
         else None,
+        "closed": _closed(run.ok.values(), by_prediction),
         "by_type": {
             t: _counts(
                 [r for r in run.ok.values() if (r.get("question_type") or "?") == t],
@@ -185,6 +191,28 @@ def _counts(ok: Any, failed: Any, verdicts: dict[str, dict]) -> dict[str, Any]:
     if scores:  # a rule's verdicts have none: no score, rather than a made-up one
         out["score"] = round(sum(scores) / len(scores), 3)
     return out
+
+
+def _closed(ok: Any, verdicts: dict[str, dict]) -> dict[str, Any] | None:
+    """The yes/no questions (a reference that starts with yes or no) scored by rule from the predictions alone,
+    beside this row's judge on the same questions: a number no judge can move."""
+    closed = [r for r in ok if yes_no(r.get("answer")) is not None]
+    if not closed:
+        return None
+    said = [yes_no(r.get("prediction")) for r in closed]
+    right = sum(s == yes_no(r["answer"]) for s, r in zip(said, closed, strict=True))
+    judged = [verdicts.get(r["key"]) for r in closed]
+    judged = [v for v in judged if v is not None and v.get("status") == "ok"]
+    return {
+        "questions": len(closed),
+        "rule": CLOSED_RULE,
+        "accuracy": round(100.0 * right / len(closed), 2),
+        "unreadable": sum(s is None for s in said),
+        "judged": len(judged),
+        "judge_accuracy": round(100.0 * sum(v.get("pred") == "yes" for v in judged) / len(judged), 2)
+        if judged
+        else None,
+    }
 
 
 def _settings_summary(settings: dict | None, everyone: list[dict | None]) -> str:
@@ -286,6 +314,21 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"| {n} | {t} | {s['predicted']} | {s['prediction_errors']} | {s['judged']} | {s['judge_errors']} | "
             f"{s['unjudged']} | {_fmt(s['accuracy'])} | {_fmt(s['score'], 2)} |"
             for n, t, s in typed
+        ]
+    closed = [(n, row["closed"]) for n, row in enumerate(report["rows"], 1) if row.get("closed")]
+    if closed:
+        lines += [
+            "",
+            f"Yes/no questions scored by rule ({CLOSED_RULE}: the answer must start with the reference's yes or no "
+            "and never say the other; no judge), beside the row's judge on the same questions:",
+            "",
+            "| # | yes/no questions | accuracy by rule | unreadable | judged | judge's accuracy on them |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {n} | {c['questions']} | {_fmt(c['accuracy'])} | {c['unreadable']} | {c['judged']} | "
+            f"{_fmt(c['judge_accuracy'])} |"
+            for n, c in closed
         ]
     if report["stale_verdicts"]:
         notes.append(

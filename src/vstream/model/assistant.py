@@ -34,6 +34,7 @@ from vstream.model.loading import adapter_base, load_pretrained, save_checkpoint
 from vstream.model.modeling_vstream import VStreamLlamaForCausalLM
 from vstream.model.processing_vstream import VStreamProcessor
 from vstream.model.prompts import Conversation
+from vstream.model.scoring import AnswerScore, score_answers
 from vstream.model.vision import Frame, VisionTower
 
 
@@ -186,6 +187,11 @@ class VStream:
     ) -> Answer:
         """The whole answer to `question` from `snapshot`, with its timings."""
         return self.stream_answer(snapshot, question, conversation=conversation, options=options).result()
+
+    def score_answers(self, snapshot: MemorySnapshot, question: str, answers: Sequence[str]) -> list[AnswerScore]:
+        """How likely the model finds each candidate reply to `question` about `snapshot` (summed log-probability of
+        the whole reply): multiple-choice answering by likelihood, with no text to parse."""
+        return score_answers(self.llm, self.processor, snapshot, question, answers, lock=self.engine.lock)
 
     def answer_features(
         self,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vstream.errors import SessionError
-from vstream.memory import BaseMemory, MemoryConfig, load_memory
+from vstream.memory import BaseMemory, MemoryConfig, MemorySnapshot, load_memory
 from vstream.model.answer import Answer, AnswerStream
 from vstream.model.assistant import VStream
 from vstream.model.generation import GenerationOptions
@@ -213,14 +213,42 @@ class StreamSession:
         self.start()
         if held:
             for t, question in schedule:
-                self.frame_handler.hold_at(t)
-                self.frame_handler.wait_held()
+                self._hold_until(t)
                 yield self._timed(t, question, options)
         else:
             yield from self._ask_playing(schedule, options)
         if stop_after:
             self.stop()  # before letting later frames in: the memory ends at the last question
         self.frame_handler.hold_at(float("inf"))
+
+    def snapshots_at(self, times: Sequence[float]) -> Iterator[tuple[float, MemorySnapshot]]:
+        """The memory as it stood when the stream reached each time (sorted), from the frames up to it only: for
+        evaluations that ask something other than a generated answer (e.g. option likelihoods). A file played at
+        speed 0 (the simulated clock) only; the stream stops after the last time."""
+        times = sorted(times)
+        if self.frame_handler.speed > 0 or self.source.live:
+            raise SessionError("snapshots_at needs a file played at speed 0 (the simulated clock)")
+        if any(not t >= 0 for t in times):
+            raise SessionError(f"times are seconds of stream >= 0; got {times}")
+        if not times:
+            return
+        if self.position is not None:
+            raise SessionError("snapshots_at must be called before the stream starts, to see only earlier frames")
+        self.frame_handler.hold_at(times[0])
+        self.start()
+        for t in times:
+            self._hold_until(t)
+            latest = self.frame_handler.latest
+            if latest is None:
+                raise SessionError(f"no frame up to {t} s: the memory is empty")
+            yield t, latest.snapshot
+        self.stop()
+        self.frame_handler.hold_at(float("inf"))
+
+    def _hold_until(self, t: float) -> None:
+        """Let frames in up to stream time `t` and wait until they are all in the memory."""
+        self.frame_handler.hold_at(t)
+        self.frame_handler.wait_held()
 
     def _ask_playing(
         self, schedule: list[tuple[float, str]], options: GenerationOptions | None
