@@ -8,10 +8,11 @@ import re
 
 import pytest
 
-from vstream.errors import AnnotationError
+from vstream.errors import AnnotationError, ConfigError
 from vstream.eval.choice import read_choice
 from vstream.eval.datasets import load_annotations
 from vstream.eval.mcq import check_mcq, detect_mcq_benchmark, load_mcq, split_options
+from vstream.eval.questions import load_questions
 
 from conftest import SHARED_DATA
 
@@ -94,7 +95,7 @@ def test_an_open_ended_file_is_not_multiple_choice_and_a_multiple_choice_file_no
     with pytest.raises(AnnotationError, match="not a multiple-choice file"):
         load_mcq(open_ended, "mvbench")
     assert load_annotations(open_ended).items[0].answer == "a dog"
-    with pytest.raises(AnnotationError, match="MVBench multiple-choice file"):
+    with pytest.raises(AnnotationError, match=r"multiple-choice file \(MVBench; .*--benchmark mvbench"):
         load_annotations(MCQ / SAMPLES["mvbench"])  # before: read as open-ended questions whose answers were "2"
 
 
@@ -130,6 +131,23 @@ def test_data_check_names_a_multiple_choice_file(capsys):
 
     assert main(["data", "check", str(MCQ / SAMPLES["videomme"])]) == 0
     assert "36 multiple-choice questions (Video-MME), 0 bad records" in capsys.readouterr().out
+
+
+def test_data_check_names_streaming_and_unknown_multiple_choice_files(tmp_path, capsys):
+    from vstream.__main__ import main
+
+    mine = [{"id": "a", "video_id": "v", "question": "Q?\n(A) x\n(B) y", "answer": 1}]
+    (tmp_path / "mine.json").write_text(json.dumps(mine))
+    ovo = [
+        {"id": 1, "task": "OCR", "video": "a/b.mp4", "realtime": 3, "question": "Q?", "options": ["x", "y"], "gt": 0}
+    ]
+    (tmp_path / "ovo.json").write_text(json.dumps(ovo))
+    assert main(["data", "check", str(tmp_path / "mine.json"), str(tmp_path / "ovo.json")]) == 0
+    shown = capsys.readouterr().out
+    assert "1 multiple-choice questions (no known benchmark), 0 bad records" in shown
+    assert "1 timed multiple-choice questions (OVO-Bench), 0 bad records" in shown
+    with pytest.raises(AnnotationError, match=r"multiple-choice file \(no known benchmark; .* --benchmark custom`"):
+        load_annotations(tmp_path / "mine.json")
 
 
 OPTIONS = ("A person opens the door.", "A dog barks.", "Nothing happens.", "None of the above")
@@ -173,3 +191,34 @@ def test_unreadable_answers_say_why():
     assert read_choice("E", OPTIONS).rule == "E is not an option"
     assert read_choice("(A) or (B)", OPTIONS).rule == "two letters"
     assert read_choice("I am not sure.", OPTIONS).rule == "no option named"
+
+
+def test_questions_load_by_benchmark_name_and_custom_files_under_their_own(tmp_path):
+    name, questions = load_questions(MCQ / SAMPLES["videomme"], "videomme")
+    assert name == "videomme" and questions.format == "multiple_choice" and len(questions.items) == 36
+    assert questions.digest and questions.source.endswith(SAMPLES["videomme"])
+    name, questions = load_questions(MCQ / SAMPLES["mlvu"], "custom")  # any supported file, under its own name
+    assert name == "custom:mlvu_test_qa_sample" and questions.items[0].options
+    assert load_questions(MCQ / SAMPLES["mlvu"], "custom:mine")[0] == "custom:mine"
+    with pytest.raises(AnnotationError, match="Video-MME file, not MVBench"):
+        load_questions(MCQ / SAMPLES["videomme"], "mvbench")
+    with pytest.raises(AnnotationError, match=r"not .*OVO-Bench"):
+        load_questions(MCQ / SAMPLES["mvbench"], "ovobench")
+    with pytest.raises(ConfigError, match="custom:NAME"):
+        load_questions(MCQ / SAMPLES["mvbench"], "mvbenhc")
+    open_ended = [{"video_id": "v", "conversations": [{"question": "Q?", "answer": "a", "end_time": 3}]}]
+    (tmp_path / "mine.json").write_text(json.dumps(open_ended))
+    name, questions = load_questions(tmp_path / "mine.json", "custom")
+    assert name == "custom:mine" and questions.items[0].answer == "a"
+
+
+def test_a_file_with_a_bad_record_stops_unless_its_good_records_are_asked_for(tmp_path):
+    records = [
+        {"id": "a", "video_id": "v", "question": "Q?\n(A) x\n(B) y", "answer": 1},
+        {"id": "b", "video_id": "v", "question": "Q?\n(A) x\n(B) y", "answer": 5},
+    ]
+    (tmp_path / "two.json").write_text(json.dumps(records))
+    with pytest.raises(AnnotationError, match="record 1: answer 5 is not an option index"):
+        load_questions(tmp_path / "two.json", "custom")
+    _, questions = load_questions(tmp_path / "two.json", "custom", strict=False)
+    assert [q.id for q in questions.items] == ["a"] and len(questions.problems) == 1

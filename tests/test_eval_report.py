@@ -356,3 +356,31 @@ def test_compare_puts_the_rows_side_by_side_and_warns_across_judges(files, capsy
 
     assert main(["eval", "report", str(files[0]), "--verdicts", str(files[1]), "--judge", "judge-a", "--compare"]) == 0
     assert table in capsys.readouterr().out
+
+
+def test_yes_no_questions_are_scored_by_rule_beside_the_judge(tmp_path):
+    """VStream-QA's yes/no questions get a number no judge moves: the answer's yes or no against the reference's,
+    an answer that says neither (or both) counted as unreadable; the judge's accuracy on the same questions beside."""
+    cases = [  # (reference, prediction, judge's verdict)
+        ("Yes.", "Yes, the person opens the door.", True),
+        ("No", "No.", True),
+        ("No, it was before.", "Yes, after lunch.", True),  # the judge is lenient here; the rule is not
+        ("Yes", "I think so.", False),  # unreadable
+        ("Yes", "Yes and no.", False),  # says both: unreadable
+        ("The red cup.", "A red cup.", True),  # not a yes/no question
+    ]
+    preds, verdicts = [], []
+    for i, (reference, text, yes) in enumerate(cases):
+        record = prediction(RUN_A, f"q{i}", text)
+        record["answer"] = reference
+        preds.append(record)
+        verdicts.append(verdict(record, "judge-a", yes=yes))
+    report = build_report([write(tmp_path / "p.jsonl", preds)], [write(tmp_path / "v.jsonl", verdicts)])
+    (row,) = report["rows"]
+    closed = row["closed"]
+    assert closed["questions"] == 5 and closed["unreadable"] == 2
+    assert closed["accuracy"] == 40.0  # 2 of 5 by rule
+    assert closed["judged"] == 5 and closed["judge_accuracy"] == 60.0  # 3 of 5 by the judge
+    assert closed["rule"].startswith("yes/no-exact-")
+    text = to_markdown(report)
+    assert "Yes/no questions scored by rule" in text and "| 1 | 5 | 40.0 | 2 | 5 | 60.0 |" in text

@@ -357,7 +357,8 @@ def cmd_data(args: argparse.Namespace) -> int:
         from types import SimpleNamespace
 
         from vstream.errors import TrainingDataError
-        from vstream.eval.mcq import MCQ_BENCHMARKS, check_mcq, detect_mcq_benchmark
+        from vstream.eval.mcq import check_mcq, detect_mcq_benchmark, mcq_title
+        from vstream.eval.streaming_mcq import STREAMING_BENCHMARKS, check_streaming_mcq, detect_streaming_benchmark
         from vstream.train.media import MediaRoots
         from vstream.train.records import is_llava, read_records, validate_records
 
@@ -372,9 +373,15 @@ def cmd_data(args: argparse.Namespace) -> int:
             if is_llava(records):
                 checked = validate_records(records, str(path), roots)
                 print(f"{path}: {len(checked.items)} training records (llava), {len(checked.problems)} bad records")
+            elif detect_streaming_benchmark(records):
+                questions, problems, found = check_streaming_mcq(path)
+                title = STREAMING_BENCHMARKS[found]
+                count = f"{len(questions)} timed multiple-choice questions ({title})"
+                print(f"{path}: {count}, {len(problems)} bad records")
+                checked = SimpleNamespace(problems=problems)
             elif detect_mcq_benchmark(records):
                 questions, problems, found = check_mcq(path)
-                title = MCQ_BENCHMARKS[found].title
+                title = mcq_title(found)
                 print(f"{path}: {len(questions)} multiple-choice questions ({title}), {len(problems)} bad records")
                 checked = SimpleNamespace(problems=problems)
             else:

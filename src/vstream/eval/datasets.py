@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vstream.errors import AnnotationError, Problem
-from vstream.eval.mcq import MCQ_BENCHMARKS, detect_mcq_benchmark
+from vstream.eval.mcq import detect_mcq_benchmark, mcq_title
 from vstream.eval.records import annotation_records, read_annotation_file
 
 
@@ -89,8 +89,8 @@ def load_annotations(path: str | os.PathLike, *, strict: bool = True) -> Annotat
     choice = detect_mcq_benchmark(records)
     if choice is not None:  # its answers are option indices: read as open-ended, every answer would be "2"
         raise AnnotationError(
-            f"{path}: a {MCQ_BENCHMARKS[choice].title} multiple-choice file (options in the question, the answer an "
-            "option index), not open-ended questions; `vstream data check` checks it as one"
+            f"{path}: a multiple-choice file ({mcq_title(choice)}; options in the question, the answer an "
+            f"option index), not open-ended questions: run it with `vstream eval predict --benchmark {choice}`"
         )
     parse = _conversations if "conversations" in first else _flat
     result = parse(records, str(path))

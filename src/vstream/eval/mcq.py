@@ -92,9 +92,15 @@ MCQ_BENCHMARKS = {
     )
 }
 """Recognised by their fields, most specific first (`detect_mcq_benchmark`)."""
-CUSTOM_SPEC = MCQSpec("custom", "multiple-choice (no known benchmark)", None, frozenset(), (2, len(LETTERS)))
+CUSTOM_SPEC = MCQSpec("custom", "no known benchmark", None, frozenset(), (2, len(LETTERS)))
 """Any other file of the same form; its types from `task_type`, `question_type` or `type`, whichever it has."""
 _TYPE_FIELDS = ("task_type", "question_type", "type")
+
+
+def mcq_title(name: str) -> str:
+    """The title of a multiple-choice format `detect_mcq_benchmark` named (`custom`: no known benchmark)."""
+    return MCQ_BENCHMARKS[name].title if name in MCQ_BENCHMARKS else CUSTOM_SPEC.title
+
 
 _OPTION = re.compile(r"^\s*(?:\(([A-H])\)|([A-H])[.)])\s*(.*?)\s*$")
 _QUESTION_PREFIX = re.compile(r"^\s*question\s*:\s*", re.IGNORECASE)

@@ -114,6 +114,11 @@ def run_predict(
     """
     items = list(questions.items if isinstance(questions, Annotations) else questions)
     multiple_choice = any(isinstance(item, MCQuestion) for item in items)
+    if multiple_choice and config.realtime and config.mode == "online":
+        raise ConfigError(
+            "multiple-choice questions are asked on the simulated clock (the memory frozen at each question's time); "
+            "leave out --realtime"
+        )
     if multiple_choice and config.choice_methods is None:
         config = replace(config, choice_methods=METHODS)
     if not multiple_choice:
