@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from vstream.eval.datasets import load_annotations
-from vstream.synth.files import read_plans, write_world
+from vstream.eval.questions import load_questions
+from vstream.synth.files import CHOICES, read_plans, write_world
 from vstream.synth.questions import CHANCE, QUESTION_TYPES, make_questions
 from vstream.synth.render import render
 from vstream.synth.world import plan_stream
@@ -60,7 +61,7 @@ def test_the_same_seed_writes_the_same_world_and_another_seed_another(tmp_path):
     first = write_world(tmp_path / "a", seed=5, streams=2, seconds=120)
     again = write_world(tmp_path / "b", seed=5, streams=2, seconds=120)
     other = write_world(tmp_path / "c", seed=6, streams=2, seconds=120)
-    for name in ("synth_conversations.json", "synth_train.json", "scenes.jsonl", "world.json"):
+    for name in ("synth_conversations.json", "synth_choices.json", "synth_train.json", "scenes.jsonl", "world.json"):
         assert (first.root / name).read_bytes() == (again.root / name).read_bytes()
     assert (first.root / "scenes.jsonl").read_text() != (other.root / "scenes.jsonl").read_text()
     for video in sorted(first.videos.iterdir()):
@@ -141,9 +142,29 @@ def test_written_videos_show_the_plan_and_the_annotations_pass_the_checker(tmp_p
             error = np.abs(frames[t].astype(int) - render(plan, t).astype(int)).mean()
             assert error < 4, (plan.stream_id, t, error)  # H.264 keeps the picture (and the small digit)
     check = subprocess.run(
-        [sys.executable, "-m", "vstream", "data", "check", str(world.annotations)], capture_output=True, text=True
+        [sys.executable, "-m", "vstream", "data", "check", str(world.annotations), str(world.root / CHOICES)],
+        capture_output=True,
+        text=True,
     )
-    assert check.returncode == 0 and "0 bad records" in check.stdout, check.stdout + check.stderr
+    assert check.returncode == 0 and check.stdout.count(" 0 bad records") == 2, check.stdout + check.stderr
+    # the same questions as timed multiple choice: the right option is the answer, distractors of the same type
+    _, choices = load_questions(world.root / CHOICES, "custom:synth")
+    assert len(choices.items) == world.questions
+    answers = {(item.video_id, item.end_time, item.question): item for item in annotations.items}
+    by_type: dict[str, set[str]] = {}
+    for item in annotations.items:
+        by_type.setdefault(item.question_type, set()).add(item.answer)
+    for choice in choices.items:
+        truth = answers[(choice.video_id, choice.at, choice.stem)]
+        assert choice.options[choice.answer] == truth.answer and choice.types == (truth.question_type,)
+        if truth.answer in ("yes", "no"):
+            assert choice.options == ("yes", "no")
+        else:  # distractors of its own kind: numbers for a number, the world's words for words
+            assert len(set(choice.options)) == len(choice.options) == 4
+            kinds = {option.isdigit() for option in choice.options}
+            assert kinds == {truth.answer.isdigit()}
+            if len(by_type[truth.question_type]) >= 4 and not truth.answer.isdigit():
+                assert set(choice.options) <= by_type[truth.question_type]
 
 
 def test_an_interrupted_world_resumes_without_rewriting_its_videos(tmp_path):

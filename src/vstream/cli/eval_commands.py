@@ -172,7 +172,7 @@ def _predict(args: argparse.Namespace) -> int:
         output=args.output,
         videos=args.videos,
         features=args.features,
-        mode=args.mode,
+        mode=args.mode or _timed_mode(annotations.items),
         realtime=args.realtime,
         fps=args.fps,
         num_chunks=num_chunks,
@@ -298,6 +298,12 @@ def _report(args: argparse.Namespace) -> int:
 
         save_plot(report, args.plot)
     return 0
+
+
+def _timed_mode(items: list) -> str | None:
+    """`online` for a file of one's own whose questions all carry a time to be asked at; else the benchmark's."""
+    timed = bool(items) and all(getattr(item, "at", None) is not None for item in items)
+    return "online" if timed else None
 
 
 def _merge(args: argparse.Namespace) -> int:

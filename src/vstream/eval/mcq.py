@@ -1,6 +1,7 @@
 """Multiple-choice benchmarks in the `test_qa.json` form their public releases use: options inside the question
-text, `answer` the 0-based index of the right option, a type field per benchmark. Each record is checked; a file
-of another benchmark, or an open-ended file, is refused with the reason.
+text, `answer` the 0-based index of the right option, a type field per benchmark, and (vstream's own addition,
+for timed files of one's own) `at`, the second of the stream it is asked at. Each record is checked; a file of
+another benchmark, or an open-ended file, is refused with the reason.
 
     questions = load_mcq("videomme/test_qa.json", "videomme")
     questions[0].options        # ('Because it is from the Ming Dynasty ...', ...); .letter == 'D'
@@ -153,6 +154,8 @@ def detect_mcq_benchmark(records: Sequence[Any]) -> str | None:
         return None
     if not split_options(str(first.get("question", "")))[1]:
         return None
+    if "at" in first:  # no published file times its questions this way: a file of one's own
+        return CUSTOM_SPEC.name
     for spec in MCQ_BENCHMARKS.values():
         if spec.marks <= first.keys() and spec.matches(first):
             return spec.name
@@ -233,7 +236,10 @@ def _question(record: Any, spec: MCQSpec, strict_count: bool) -> MCQuestion:
     if not isinstance(video, str) or not video:
         raise ValueError("no video_id")
     ident = record.get("id", f"{video}/{stem[:40]}")
-    used = {"question", "answer", "video_id", "id"}
+    at = record.get("at")
+    if at is not None and (isinstance(at, bool) or not isinstance(at, (int, float)) or not at >= 0):
+        raise ValueError(f"at {at!r} is not a time in seconds >= 0")
+    used = {"question", "answer", "video_id", "id", "at"}
     return MCQuestion(
         id=str(ident),
         video_id=video,
@@ -243,6 +249,7 @@ def _question(record: Any, spec: MCQSpec, strict_count: bool) -> MCQuestion:
         types=_record_types(record, spec),
         instruction=instruction,
         extra={k: v for k, v in record.items() if k not in used},
+        at=float(at) if at is not None else None,
     )
 
 

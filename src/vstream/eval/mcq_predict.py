@@ -21,10 +21,10 @@ from vstream.errors import AnnotationError
 from vstream.eval.choice import read_choice
 from vstream.eval.mcq import LETTERS, MCQuestion
 from vstream.eval.records import record_key
+from vstream.eval.video_input import DEFAULT_FPS, clip_features, stream_source
 from vstream.memory import MemorySnapshot
 
 if TYPE_CHECKING:
-    from vstream.eval.predict import PredictConfig
     from vstream.model import VStream
 
 METHODS = ("generate", "loglik")
@@ -53,14 +53,13 @@ def mcq_key(benchmark: str, question: MCQuestion, settings_key: str) -> str:
 
 
 def answer_mcq_video(
-    model: VStream, source: Path, questions: list[MCQuestion], config: PredictConfig
+    model: VStream, source: Path, questions: list[MCQuestion], config: Any
 ) -> Iterator[dict[str, Any]]:
-    """One record per question about one video, from the whole video (offline) or at each question's time."""
-    from vstream.eval.predict import DEFAULT_FPS, clip_features, stream_source
-
+    """One record per question about one video, from the whole video (offline) or at each question's time
+    (`config`: the run's `PredictConfig`)."""
     methods = config.choice_methods or METHODS
     if config.mode == "offline":
-        features, times = clip_features(model, source, config, None, None)
+        features, times = clip_features(model, source, config.fps, None, None)
         snapshot = model.clip_snapshot(features.to(model.device), times, config.memory)
         for question in questions:
             yield answer_mcq(model, snapshot, question, methods, config)
@@ -90,7 +89,7 @@ def answer_mcq_video(
 
 
 def answer_mcq(
-    model: VStream, snapshot: MemorySnapshot, question: MCQuestion, methods: Sequence[str], config: PredictConfig
+    model: VStream, snapshot: MemorySnapshot, question: MCQuestion, methods: Sequence[str], config: Any
 ) -> dict[str, Any]:
     """The record of one question answered from `snapshot` by each of `methods`."""
     record: dict[str, Any] = {

@@ -34,15 +34,14 @@ from vstream.eval.datasets import Annotations, QAItem
 from vstream.eval.mcq import MCQuestion
 from vstream.eval.mcq_predict import METHODS, answer_mcq_video, mcq_key
 from vstream.eval.records import JsonlWriter, latest_by_key, read_jsonl, record_key
-from vstream.features import FEATURE_SUFFIXES, read_feature_clip
+from vstream.eval.video_input import DEFAULT_FPS, clip_features, stream_source
+from vstream.features import FEATURE_SUFFIXES
 from vstream.memory import MemoryConfig
 from vstream.model import GenerationOptions, VStream
 from vstream.model.smol import SMOL
-from vstream.stream.clips import encode_clip
-from vstream.stream.sources import VIDEO_SUFFIXES, ClipWindow, FeatureFileSource, VideoSource, open_source
+from vstream.stream.sources import VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
-DEFAULT_FPS = 1.0
 
 
 @dataclass
@@ -242,22 +241,8 @@ def _answer_video(
                     yield _record(item, status="error", error=str(exc))
 
 
-def clip_features(
-    model: VStream, source: Path, config: PredictConfig, start: float | None, end: float | None
-) -> tuple[torch.Tensor, list[float]]:
-    """Features `(T, P, D)` and times of a video or feature file, cut to [start, end] when given."""
-    if source.suffix in FEATURE_SUFFIXES:
-        clip = read_feature_clip(source)
-        times = clip.frame_times(config.fps, name=str(source))
-        rows = [i for i, t in enumerate(times) if (start is None or t >= start) and (end is None or t <= end)]
-        if not rows:
-            raise VStreamError(f"{source}: no frames between {start} s and {end} s")
-        return clip.features[rows[0] : rows[-1] + 1], times[rows[0] : rows[-1] + 1]
-    return encode_clip(source, model.encode_frames, config.fps or DEFAULT_FPS, start=start, end=end)
-
-
 def _offline(model: VStream, source: Path, questions: list[QAItem], config: PredictConfig) -> Iterator[dict[str, Any]]:
-    features, times = clip_features(model, source, config, questions[0].clip_start, questions[0].clip_end)
+    features, times = clip_features(model, source, config.fps, questions[0].clip_start, questions[0].clip_end)
     snapshot = model.clip_snapshot(features.to(model.device), times, config.memory)
     step = _frame_step(times)
     for item in questions:
@@ -283,12 +268,6 @@ def _online(model: VStream, source: Path, questions: list[QAItem], config: Predi
             yield _record(item, answer=timed.answer, time=timed.time, warning=warning)
     finally:
         session.close()
-
-
-def stream_source(source: Path, fps: float | None, start: float | None, end: float | None) -> VideoSource:
-    """The stream to play: a feature file at its own times, or a video at `fps`, cut to the clip if it has one."""
-    stream = FeatureFileSource(source, fps) if source.suffix in FEATURE_SUFFIXES else open_source(source, fps or 1.0)
-    return ClipWindow(stream, start, end) if start is not None or end is not None else stream
 
 
 def _frame_step(times: list[float]) -> float:

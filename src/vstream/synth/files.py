@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 from tqdm import tqdm
 
+from vstream.synth.choices import choice_records
 from vstream.synth.questions import CHANCE, QUESTION_TYPES, Question, make_questions, moment_questions
 from vstream.synth.render import SIZE, render
 from vstream.synth.world import StreamPlan, plan_stream
@@ -24,6 +25,7 @@ TRAINING_MOMENTS_PER_MINUTE = 5
 """Training conversations per minute of stream (each asks every question type allowed at its moment)."""
 
 ANNOTATIONS = "synth_conversations.json"
+CHOICES = "synth_choices.json"
 TRAINING = "synth_train.json"
 SCENES = "scenes.jsonl"
 WORLD = "world.json"
@@ -46,6 +48,7 @@ def write_world(
 ) -> World:
     """Write streams `start .. start + streams - 1` of world `seed`, `seconds` long each, under `out`:
     `videos/<id>.mp4` (H.264, 1 fps), `synth_conversations.json` (the questions, VStream-QA format),
+    `synth_choices.json` (the same questions as timed multiple choice, `synth.choices`),
     `synth_train.json` (LLaVA-format training records: conversations at moments of each stream, each asking
     every question type allowed then, with its `end_time`), `scenes.jsonl` (the scene log), `world.json`.
 
@@ -73,6 +76,7 @@ def write_world(
         moments = max(1, round(TRAINING_MOMENTS_PER_MINUTE * seconds / 60))
         training += training_records(plan.stream_id, moment_questions(plan, seed, moments))
     _write_text(root / ANNOTATIONS, json.dumps(records, indent=1) + "\n")
+    _write_text(root / CHOICES, json.dumps(choice_records(records, seed), indent=1) + "\n")
     _write_text(root / TRAINING, json.dumps(training, indent=1) + "\n")
     _write_text(root / SCENES, "".join(json.dumps(p.to_dict()) + "\n" for p in plans))
     world = {
