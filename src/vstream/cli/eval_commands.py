@@ -74,9 +74,16 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "--judge-model",
         metavar="GGUF",
         help="a judge with open weights, served here for the run: a .gguf file or OWNER/REPO/FILE.gguf on the Hub "
-        "(llama.cpp through xllamacpp); every verdict names it by its file's sha256",
+        "(llama.cpp through xllamacpp, CPU), or a checkpoint folder or OWNER/REPO on the Hub (vLLM, GPU); every "
+        "verdict names it by its weights' sha256 or its Hub commit",
     )
     judge.add_argument("--judge-threads", type=int, default=None, help="CPU threads of the local judge")
+    judge.add_argument(
+        "--judge-revision",
+        metavar="COMMIT",
+        help="the Hub commit of --judge-model (OWNER/REPO for vLLM, or OWNER/REPO/FILE.gguf); default the newest, "
+        "whose commit every verdict records",
+    )
     judge.add_argument("--base-url", help="e.g. https://api.openai.com/v1 (or $VSTREAM_JUDGE_BASE_URL)")
     judge.add_argument("--model", help="the judge model, e.g. gpt-3.5-turbo-0125 (or $VSTREAM_JUDGE_MODEL)")
     judge.add_argument("--api-key", help="default: $OPENAI_API_KEY")
@@ -239,7 +246,7 @@ def _judge_locally(args: argparse.Namespace, prompt: Any, verdicts: Path) -> int
     given = [flag for flag, value in (("--base-url", "base_url"), ("--model", "model")) if getattr(args, value)]
     if given:
         raise ConfigError(f"--judge-model serves its own judge: drop {', '.join(given)}")
-    with local_judge(args.judge_model, threads=args.judge_threads) as judge:
+    with local_judge(args.judge_model, threads=args.judge_threads, revision=args.judge_revision) as judge:
         print(f"judge: {judge.model} (served at {judge.base_url} for this run)", file=sys.stderr)
         config = JudgeConfig(
             base_url=judge.base_url,
@@ -258,6 +265,7 @@ def _judge_locally(args: argparse.Namespace, prompt: Any, verdicts: Path) -> int
 
 _JUDGE_ONLY = [
     ("--judge-model", "judge_model"),
+    ("--judge-revision", "judge_revision"),
     ("--base-url", "base_url"),
     ("--model", "model"),
     ("--api-key", "api_key"),
