@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -79,3 +80,10 @@ class LimitError(VStreamError):
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+def bad_records(source: object, problems: Sequence[Problem], error: type[VStreamError]) -> VStreamError:
+    """The error that lists a file's bad records (the first 20, and how many more), to raise when any."""
+    shown = "; ".join(str(p) for p in problems[:20])
+    more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
+    return error(f"{source}: {len(problems)} bad records: {shown}{more}")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vstream.errors import AnnotationError, Problem
+from vstream.errors import AnnotationError, Problem, bad_records
 from vstream.eval.mcq import detect_mcq_benchmark, mcq_title
 from vstream.eval.records import annotation_records, read_annotation_file
 
@@ -76,9 +76,7 @@ class Annotations:
     def raise_if_problems(self) -> None:
         """An AnnotationError listing every bad record."""
         if self.problems:
-            shown = "; ".join(str(p) for p in self.problems[:20])
-            more = f" (and {len(self.problems) - 20} more)" if len(self.problems) > 20 else ""
-            raise AnnotationError(f"{self.source}: {len(self.problems)} bad records: {shown}{more}")
+            raise bad_records(self.source, self.problems, AnnotationError)
 
 
 def load_annotations(path: str | os.PathLike, *, strict: bool = True) -> Annotations:

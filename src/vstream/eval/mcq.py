@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vstream.errors import AnnotationError, Problem
+from vstream.errors import AnnotationError, Problem, bad_records
 from vstream.eval.records import annotation_records
 
 LETTERS = "ABCDEFGH"
@@ -167,9 +167,7 @@ def load_mcq(path: str | os.PathLike, benchmark: str) -> list[MCQuestion]:
     whose records have `question` with options in it and an `answer` index); a bad record is an error naming it."""
     questions, problems, _ = check_mcq(path, benchmark)
     if problems:
-        shown = "; ".join(str(p) for p in problems[:20])
-        more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
-        raise AnnotationError(f"{path}: {len(problems)} bad records: {shown}{more}")
+        raise bad_records(path, problems, AnnotationError)
     return questions
 
 

@@ -52,7 +52,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from vstream.errors import AnnotationError, Problem
+from vstream.errors import AnnotationError, Problem, bad_records
 from vstream.eval.mcq import LETTERS, MCQuestion
 from vstream.eval.records import annotation_records
 
@@ -182,9 +182,7 @@ class _Bad(ValueError):
 def _load(path: str | os.PathLike, benchmark: str) -> list[MCQuestion]:
     questions, problems, _ = check_streaming_mcq(path, benchmark)
     if problems:
-        shown = "; ".join(str(p) for p in problems[:20])
-        more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
-        raise AnnotationError(f"{path}: {len(problems)} bad records: {shown}{more}")
+        raise bad_records(path, problems, AnnotationError)
     return questions
 
 

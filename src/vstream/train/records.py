@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vstream.errors import Problem, TrainingDataError
+from vstream.errors import Problem, TrainingDataError, bad_records
 from vstream.train.media import MediaRoots, media_kind, media_problems
 
 PLACEHOLDERS = ("<image>", "<video>")
@@ -165,9 +165,7 @@ class _Bad(Exception):
 
 def raise_for(source: str, problems: Sequence[Problem]) -> None:
     if problems:
-        shown = "; ".join(str(p) for p in problems[:20])
-        more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
-        raise TrainingDataError(f"{source}: {len(problems)} bad records: {shown}{more}")
+        raise bad_records(source, problems, TrainingDataError)
 
 
 def _media_name(record: Any) -> tuple[str, str]:
