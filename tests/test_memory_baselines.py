@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from vstream.cli.memory_args import add_memory_arguments, apply_memory_flags, given_memory_fields
+from vstream.cli.memory_args import add_memory_arguments, given_memory_fields
 from vstream.errors import ConfigError
 from vstream.memory import MemoryConfig, build_memory, offline_readout, pool, recent_config
+from vstream.memory.config import apply_memory_changes
 
 from conftest import random_stream, scene_stream, small_config
 
@@ -135,9 +136,9 @@ def test_memory_flags_name_the_recent_baseline():
     parser = argparse.ArgumentParser()
     add_memory_arguments(parser)
     args = parser.parse_args(["--memory", "recent", "--recent-frames", "4"])
-    config = apply_memory_flags(MemoryConfig(), given_memory_fields(args))
+    config = apply_memory_changes(MemoryConfig(), given_memory_fields(args))
     assert (config.kind, config.num_frames, config.num_tokens) == ("recent", 4, 676)
     args = parser.parse_args(["--memory", "recent", "--frame-pool", "16", "--recent-frames", "2"])
-    assert apply_memory_flags(MemoryConfig(), given_memory_fields(args)).num_tokens == 512
+    assert apply_memory_changes(MemoryConfig(), given_memory_fields(args)).num_tokens == 512
     args = parser.parse_args(["--kind", "uniform", "--num-frames", "6"])
-    assert apply_memory_flags(MemoryConfig(), given_memory_fields(args)).num_frames == 6
+    assert apply_memory_changes(MemoryConfig(), given_memory_fields(args)).num_frames == 6

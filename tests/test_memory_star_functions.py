@@ -33,7 +33,11 @@ def test_pool_composes_and_batches():
     assert torch.allclose(pool(pool(frames, 4), 1), pool(frames, 1), atol=1e-6)
     assert torch.allclose(pool(frames, 8)[1], pool(frames[1], 8))
     with pytest.raises(ValueError):
-        pool(frames, 3)
+        pool(frames, 17)  # finer than the 16×16 grid
+    # a side that does not divide the grid (the `recent` baseline's budget) averages overlapping windows
+    grid = frames.reshape(3, 16, 16, 32).permute(0, 3, 1, 2)
+    expected = torch.nn.functional.adaptive_avg_pool2d(grid, 3).permute(0, 2, 3, 1).reshape(3, 9, 32)
+    assert torch.allclose(pool(frames, 3), expected)
 
 
 def test_abstract_update_is_the_formula_of_star_md():

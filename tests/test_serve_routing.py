@@ -108,3 +108,18 @@ def test_a_saved_memory_starts_a_new_session_where_the_old_one_stopped(server):
 
     assert client.post("/v1/sessions", json={"source": "push", "resume_from": "nobody"}).status_code == 404
     assert client.post(f"/v1/sessions/{first}/save", json={"name": "../escape"}).status_code == 422
+
+
+def test_a_session_can_run_the_no_memory_baseline_at_stars_token_budget(server, tiny_model):
+    client = httpx.Client(base_url=server.url(), timeout=60)
+    body = {"source": "synthetic:12", "speed": 0, "memory": {"kind": "recent", "num_frames": 2}}
+    session_id = client.post("/v1/sessions", json=body).json()["id"]
+    deadline = time.monotonic() + 60
+    while (info := client.get(f"/v1/sessions/{session_id}").json())["state"] != "ended":
+        assert time.monotonic() < deadline, "the stream did not end"
+        time.sleep(0.05)
+    budget = tiny_model.memory_config().num_tokens
+    assert info["memory_capacity"] <= budget and info["memory_tokens"] == info["memory_capacity"]
+    items = client.get(f"/v1/sessions/{session_id}/memory").json()["items"]
+    assert [item["memory"] for item in items] == ["recent", "recent"]
+    assert [item["time_start"] for item in items] == [10.0, 11.0]  # the newest two frames only

@@ -9,7 +9,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from vstream.cli.memory_args import apply_memory_flags
 from vstream.cli.model_args import (
     add_device_arguments,
     add_model_arguments,
@@ -17,6 +16,7 @@ from vstream.cli.model_args import (
     load_model_from_args,
     memory_flags,
 )
+from vstream.memory.config import apply_memory_changes
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
@@ -193,7 +193,7 @@ def _predict(args: argparse.Namespace) -> int:
     if no_gpu:
         raise ConfigError(no_gpu)
     model = load_model_from_args(args)
-    config = replace(config, memory=apply_memory_flags(model.memory_config(), flags))
+    config = replace(config, memory=apply_memory_changes(model.memory_config(), flags))
     counts = run_predict(model, annotations, config, args.model)
     print(json.dumps(counts))
     failed = failures_of_all_shards(counts["errors"])

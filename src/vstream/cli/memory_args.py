@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from vstream.errors import ConfigError
-from vstream.memory.config import MemoryConfig, recent_config
+from vstream.memory.config import MemoryConfig, apply_memory_changes
 
 ALIASES = {"kind": ["--memory"], "num_frames": ["--recent-frames"]}
 """Other names of some flags: `--memory recent --recent-frames 4` reads as the baseline it asks for."""
@@ -53,16 +53,7 @@ def memory_config_from_args(args: argparse.Namespace) -> MemoryConfig:
             base = MemoryConfig.from_checkpoint_config(data).to_dict()
         else:
             base = data
-    return apply_memory_flags(MemoryConfig.from_dict(base), given_memory_fields(args))
-
-
-def apply_memory_flags(base: MemoryConfig, flags: dict[str, Any]) -> MemoryConfig:
-    """`base` (e.g. the model's own sizes) with the flags applied; `--memory recent` takes STAR's token budget from
-    `base` (`recent_config`: `--recent-frames`, default 4, at the finest grid within it, unless `--frame-pool`)."""
-    if flags.get("kind") != "recent" or base.kind != "star":
-        return base.replace(**flags)
-    sizes = {k: v for k, v in flags.items() if k not in ("kind", "num_frames", "frame_pool")}
-    return recent_config(base.replace(**sizes), flags.get("num_frames", 4), flags.get("frame_pool"))
+    return apply_memory_changes(MemoryConfig.from_dict(base), given_memory_fields(args))
 
 
 def given_memory_fields(args: argparse.Namespace) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import argparse
 import json
 from typing import TextIO
 
-from vstream.cli.memory_args import apply_memory_flags
 from vstream.cli.model_args import (
     add_model_arguments,
     generation_options_from_args,
@@ -14,6 +13,7 @@ from vstream.cli.model_args import (
     memory_flags,
 )
 from vstream.errors import ConfigError, VStreamError
+from vstream.memory.config import apply_memory_changes
 
 CHAT_HELP = "commands: /status, /pause, /resume, /save PATH, /quit (an empty line shows the position)"
 KEEP_TURNS = 4
@@ -166,7 +166,7 @@ def _session(args: argparse.Namespace):
         args.source,
         fps="auto" if args.fps is None else args.fps,
         speed=args.speed,
-        memory_config=apply_memory_flags(model.memory_config(), flags),
+        memory_config=apply_memory_changes(model.memory_config(), flags),
         prefill=getattr(args, "prefill", False),
     )
 

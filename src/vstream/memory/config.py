@@ -266,6 +266,20 @@ def recent_config(star: MemoryConfig, frames: int, frame_pool: int | None = None
     return star.replace(kind="recent", num_frames=frames, frame_pool=frame_pool)
 
 
+def apply_memory_changes(base: MemoryConfig, changes: Mapping[str, Any]) -> MemoryConfig:
+    """`base` (e.g. a model's own sizes) with some fields changed, as a command's flags or a request name them;
+    `kind="recent"` takes STAR's token budget from `base` (`recent_config`: `num_frames` frames, default 4, at the
+    finest grid within it, unless `frame_pool` is given)."""
+    names = {f.name for f in dataclasses.fields(MemoryConfig)}
+    unknown = sorted(set(changes) - names)
+    if unknown:
+        raise ConfigError(f"unknown memory config fields: {unknown}; known fields: {sorted(names)}")
+    if changes.get("kind") != "recent" or base.kind != "star":
+        return base.replace(**changes)
+    sizes = {k: v for k, v in changes.items() if k not in ("kind", "num_frames", "frame_pool")}
+    return recent_config(base.replace(**sizes), changes.get("num_frames", 4), changes.get("frame_pool"))
+
+
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")

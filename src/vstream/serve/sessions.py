@@ -18,6 +18,7 @@ from typing import Any
 
 from vstream.errors import AccessDeniedError, ConfigError, LimitError, NotFoundError, SourceError
 from vstream.memory import MemoryConfig
+from vstream.memory.config import apply_memory_changes
 from vstream.model.assistant import VStream
 from vstream.model.generation import GenerationOptions
 from vstream.serve.events import EventHub
@@ -294,8 +295,7 @@ class SessionManager:
     def _memory_config(self, changes: dict[str, Any] | None) -> MemoryConfig | None:
         if not changes:
             return None
-        base = self.model.memory_config()
-        return MemoryConfig.from_dict({**base.to_dict(), **changes})
+        return apply_memory_changes(self.model.memory_config(), changes)
 
 
 def _tolerance(item: dict[str, Any]) -> float:
