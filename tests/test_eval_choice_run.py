@@ -145,3 +145,26 @@ def test_ovo_bench_questions_see_only_the_frames_up_to_their_time(tiny_model, tm
         assert row["frames_seen"] == int(newest * 2) + 1
     assert by_time[15.5]["options"] == ["Yes", "No"] and by_time[15.5]["answer"] == "A"
     assert by_time[5]["answer"] == "B" and by_time[7.3]["answer"] == "C"
+
+
+def test_streamingbench_questions_are_asked_at_their_time_stamp(tiny_model, tmp_path):
+    (tmp_path / "videos").mkdir()
+    encode_video(tmp_path / "videos" / "sample_3_real.mp4", frames=40, fps=2)  # 20 s
+    entry = {"video_path": "./videos/sample_3_real.mp4", "video_categories": "walking", "time": "0:20"}
+    entry["questions"] = [
+        {
+            "task_type": "Object Recognition",
+            "question": "What is in my hand right now?",
+            "time_stamp": stamp,
+            "options": ["A. A cup.", "B. A key.", "C. A pen.", "D. Nothing."],
+            "answer": answer,
+        }
+        for stamp, answer in (("00:00:06", "B"), ("00:00:17", "D"))
+    ]
+    (tmp_path / "sb.json").write_text(json.dumps([entry]))
+    benchmark, questions = load_questions(tmp_path / "sb.json", "streamingbench")
+    config = PredictConfig(benchmark=benchmark, output=tmp_path / "p.jsonl", videos=tmp_path / "videos", options=SHORT)
+    assert run_predict(tiny_model, questions, config, "tiny")["answered"] == 2
+    rows = read_jsonl(config.output)
+    assert [(r["at"], r["latest_frame_time"], r["frames_seen"]) for r in rows] == [(6.0, 6.0, 7), (17.0, 17.0, 18)]
+    assert [r["answer"] for r in rows] == ["B", "D"] and rows[0]["options"][1] == "A key."
