@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from vstream import __version__
+from vstream.__main__ import main
 
 
 def vstream(*args: str) -> subprocess.CompletedProcess:
@@ -52,17 +53,16 @@ def test_bad_values_give_one_line_errors_without_traceback(tmp_path):
     assert missing.returncode == 2 and "Traceback" not in missing.stderr and "nope.json" in missing.stderr
 
 
-def test_make_tiny_model_then_inspect_it(tmp_path):
+def test_make_tiny_model_then_inspect_it(tmp_path, capsys):
     made = vstream("make-tiny-model", str(tmp_path / "tiny"), "--seed", "3")
     assert made.returncode == 0 and made.stdout.strip() == str(tmp_path / "tiny")
     assert (tmp_path / "tiny" / "config.json").is_file() and (tmp_path / "tiny" / "vision_tower").is_dir()
-    text = vstream("inspect", str(tmp_path / "tiny"))
-    assert text.returncode == 0, text.stderr
-    assert "VStreamLlamaForCausalLM" in text.stdout
-    assert "abstract 4 + temporal 16 + retrieved 48 + spatial 16 = 84" in text.stdout
-    missing = vstream("inspect", str(tmp_path / "nowhere"))
-    assert missing.returncode == 2 and "no such checkpoint folder" in missing.stderr
-    assert "Traceback" not in missing.stderr
+    assert main(["inspect", str(tmp_path / "tiny")]) == 0  # in this process: the command is the same function
+    shown = capsys.readouterr().out
+    assert "VStreamLlamaForCausalLM" in shown
+    assert "abstract 4 + temporal 16 + retrieved 48 + spatial 16 = 84" in shown
+    assert main(["inspect", str(tmp_path / "nowhere")]) == 2
+    assert "no such checkpoint folder" in capsys.readouterr().err
 
 
 def test_ask_writes_nothing_to_stderr_for_a_model_that_loads_in_a_blink(tmp_path):
@@ -74,9 +74,8 @@ def test_ask_writes_nothing_to_stderr_for_a_model_that_loads_in_a_blink(tmp_path
         assert result.stderr == ""  # no "Loading weights" or "Writing model shards" progress bars
 
 
-def test_a_memory_config_file_with_a_model_is_refused_before_the_model_loads(tmp_path):
-    result = vstream(
-        "ask", "--model", str(tmp_path / "no-such-checkpoint"), "--memory-config", "m.json", "--at", "1", "What?"
-    )
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "--memory-config is not used with a model" in result.stderr  # not the missing checkpoint: checked first
+def test_a_memory_config_file_with_a_model_is_refused_before_the_model_loads(tmp_path, capsys):
+    checkpoint = str(tmp_path / "no-such-checkpoint")
+    assert main(["ask", "--model", checkpoint, "--memory-config", "m.json", "--at", "1", "What?"]) == 2
+    err = capsys.readouterr().err
+    assert "--memory-config is not used with a model" in err  # not the missing checkpoint: checked first

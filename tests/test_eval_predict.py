@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from vstream.__main__ import main
 from vstream.eval.datasets import QAItem, load_annotations
 from vstream.eval.predict import PredictConfig, run_predict
 from vstream.eval.records import read_jsonl
@@ -156,30 +157,32 @@ def test_a_retrained_checkpoint_at_the_same_path_answers_again(tiny_checkpoint, 
     assert again["answered"] == 3 and again["already_done"] == 0 and again["model"] != first["model"]
 
 
-def test_predict_refuses_speed_and_a_hub_model_without_a_gpu(tmp_path, env):
+def test_predict_refuses_speed_and_a_hub_model_without_a_gpu(tmp_path, env, capsys):
     (tmp_path / "videos").mkdir()
     (tmp_path / "qa.json").write_text(json.dumps([{"id": "1", "video_id": "v", "question": "q?", "answer": "a"}]))
     common = ["eval", "predict", "--benchmark", "msvd", "--annotations", str(tmp_path / "qa.json")]
     common += ["--videos", str(tmp_path / "videos"), "--output", str(tmp_path / "p.jsonl")]
-    speed = vstream_cli(env, *common, "--model", "tiny-random", "--speed", "2")
-    assert speed.returncode == 2 and "unrecognized arguments: --speed" in speed.stderr
+    with pytest.raises(SystemExit) as speed:  # in this process: the checks come before any model loads
+        main([*common, "--model", "tiny-random", "--speed", "2"])
+    assert speed.value.code == 2 and "unrecognized arguments: --speed" in capsys.readouterr().err
     if torch.cuda.is_available():
         return
-    hub = vstream_cli(env, *common, "--model", "IVGSZ/Flash-VStream-7b")
-    assert hub.returncode == 2 and "no GPU here" in hub.stderr and "--device cpu" in hub.stderr
-    assert len(hub.stderr.strip().splitlines()) == 1 and not (tmp_path / "p.jsonl").exists()
+    assert main([*common, "--model", "IVGSZ/Flash-VStream-7b"]) == 2
+    err = capsys.readouterr().err
+    assert "no GPU here" in err and "--device cpu" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "p.jsonl").exists()
     insisted = vstream_cli(env, *common, "--model", "IVGSZ/Flash-VStream-7b", "--device", "cpu")
     assert insisted.returncode != 0 and "no GPU here" not in insisted.stderr  # then the Hub is out of reach here
 
 
-def test_merge_refuses_an_incomplete_set_of_shards(tmp_path, env):
+def test_merge_refuses_an_incomplete_set_of_shards(tmp_path, capsys):
     for index in (0, 2):
         (tmp_path / f"run.chunk{index}-of-3.jsonl").write_text(json.dumps({"key": str(index), "status": "ok"}) + "\n")
     shards = [str(tmp_path / f"run.chunk{index}-of-3.jsonl") for index in (0, 2)]
-    result = vstream_cli(env, "eval", "merge", *shards, "--output", str(tmp_path / "run.jsonl"))
-    assert result.returncode == 2 and "1 of 3 shards are missing: run.chunk1-of-3.jsonl" in result.stderr
+    assert main(["eval", "merge", *shards, "--output", str(tmp_path / "run.jsonl")]) == 2
+    assert "1 of 3 shards are missing: run.chunk1-of-3.jsonl" in capsys.readouterr().err
     assert not (tmp_path / "run.jsonl").exists()
     (tmp_path / "run.chunk1-of-3.jsonl").write_text(json.dumps({"key": "1", "status": "ok"}) + "\n")
     shards.append(str(tmp_path / "run.chunk1-of-3.jsonl"))
-    assert vstream_cli(env, "eval", "merge", *shards, "--output", str(tmp_path / "run.jsonl")).returncode == 0
+    assert main(["eval", "merge", *shards, "--output", str(tmp_path / "run.jsonl")]) == 0
     assert len(read_jsonl(tmp_path / "run.jsonl")) == 3
