@@ -14,8 +14,9 @@ import os
 from collections import defaultdict
 from typing import Any
 
+from vstream.errors import ConfigError
 from vstream.eval.benchmarks import get_benchmark, published_for
-from vstream.eval.records import latest_by_key, read_jsonl
+from vstream.eval.records import latest_outcomes
 
 METHOD_FIELDS = {"generate": "correct", "loglik": "loglik_correct", "loglik (per token)": "loglik_norm_correct"}
 """Each method's result field in a record."""
@@ -23,15 +24,10 @@ METHOD_FIELDS = {"generate": "correct", "loglik": "loglik_correct", "loglik (per
 
 def build_choice_report(predictions: list[str | os.PathLike]) -> dict[str, Any]:
     """The report of multiple-choice prediction files, as a JSON-able dict with one entry per run."""
-    latest: dict[str, dict] = {}
-    for path in predictions:
-        records = [r for r in read_jsonl(path, must_exist=True) if r.get("format") == "multiple_choice"]
-        ok = latest_by_key(records)
-        for key, record in latest_by_key(records, status=None).items():
-            if key in ok or latest.get(key, {}).get("status") != "ok":
-                latest[key] = ok.get(key, record)
     runs: dict[tuple, list[dict]] = defaultdict(list)
-    for record in latest.values():
+    for record in latest_outcomes(predictions).values():
+        if record.get("format") != "multiple_choice":
+            continue
         annotations = record.get("annotations") or {}
         run = (
             record.get("benchmark") or "?",
@@ -53,7 +49,7 @@ def _row(run: tuple, records: list[dict]) -> dict[str, Any]:
     memory = settings.get("memory") or {}
     try:
         title = get_benchmark(benchmark).title
-    except Exception:  # a benchmark of a newer vstream: shown by its name
+    except ConfigError:  # a benchmark of a newer vstream: shown by its name
         title = benchmark
     types = sorted({t for r in ok for t in r.get("types") or ["?"]})
     return {
@@ -94,7 +90,7 @@ def _memory_label(memory: dict[str, Any]) -> str:
 
     try:
         config = MemoryConfig.from_dict(memory)
-    except Exception:  # a config of a newer vstream: shown by its kind
+    except (ConfigError, TypeError):  # a config of a newer vstream: shown by its kind
         return str(memory.get("kind", "?"))
     if config.kind == "star":
         return f"star {config.num_tokens} tok"

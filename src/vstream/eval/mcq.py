@@ -103,7 +103,8 @@ def mcq_title(name: str) -> str:
     return MCQ_BENCHMARKS[name].title if name in MCQ_BENCHMARKS else CUSTOM_SPEC.title
 
 
-_OPTION = re.compile(r"^\s*(?:\(([A-H])\)|([A-H])[.)])\s*(.*?)\s*$")
+OPTION_LABEL = re.compile(r"^\s*(?:\(([A-H])\)|([A-H])[.)])\s*(.*?)\s*$", re.DOTALL)
+"""An option written with its letter: `(B) text`, `B. text` or `B) text` (groups: the letter, either way; the text)."""
 _QUESTION_PREFIX = re.compile(r"^\s*question\s*:\s*", re.IGNORECASE)
 _OPTIONS_HEADER = re.compile(r"^\s*(options|choices)\s*:\s*$", re.IGNORECASE)
 
@@ -117,7 +118,7 @@ def split_options(text: str) -> tuple[str, tuple[str, ...], str]:
         return text.strip(), (), ""
     options, end = [], start
     for end in range(start, len(lines)):
-        match = _OPTION.match(lines[end])
+        match = OPTION_LABEL.match(lines[end])
         if not match or _letter(lines[end]) != LETTERS[len(options)]:
             break
         options.append(match.group(3))
@@ -138,7 +139,7 @@ def split_options(text: str) -> tuple[str, tuple[str, ...], str]:
 
 
 def _letter(line: str) -> str | None:
-    match = _OPTION.match(line)
+    match = OPTION_LABEL.match(line)
     return (match.group(1) or match.group(2)) if match else None
 
 

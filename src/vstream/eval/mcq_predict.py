@@ -21,7 +21,7 @@ from vstream.errors import AnnotationError
 from vstream.eval.choice import read_choice
 from vstream.eval.mcq import LETTERS, MCQuestion
 from vstream.eval.records import record_key
-from vstream.eval.video_input import DEFAULT_FPS, clip_features, stream_source
+from vstream.eval.video_input import DEFAULT_FPS, clip_features, past_the_end, stream_source
 from vstream.memory import MemorySnapshot
 
 if TYPE_CHECKING:
@@ -80,19 +80,16 @@ def answer_mcq_video(
             for question in by_time[at]:
                 record = answer_mcq(model, snapshot, question, methods, config)
                 record["asked_at"] = at
-                last = snapshot.latest_time
-                if session.frame_handler.end_reason is not None and last is not None and at > last + step + 1e-6:
-                    record["warning"] = f"asked at {at:g} s but the video ends at {last:g} s"
-                yield record
+                ended = session.frame_handler.end_reason is not None
+                warning = past_the_end(at, snapshot.latest_time, step) if ended else None
+                yield record | ({"warning": warning} if warning else {})
     finally:
         session.close()
 
 
-def answer_mcq(
-    model: VStream, snapshot: MemorySnapshot, question: MCQuestion, methods: Sequence[str], config: Any
-) -> dict[str, Any]:
-    """The record of one question answered from `snapshot` by each of `methods`."""
-    record: dict[str, Any] = {
+def mcq_record(question: MCQuestion) -> dict[str, Any]:
+    """The fields of a question's record, before it is answered (`status: ok`; an error record replaces it)."""
+    return {
         "_item": question,
         "status": "ok",
         "format": "multiple_choice",
@@ -104,9 +101,14 @@ def answer_mcq(
         "question_type": "/".join(question.types) or None,
         "types": list(question.types),
         "at": question.at,
-        "latest_frame_time": snapshot.latest_time,
-        "frames_seen": snapshot.frames_seen,
     }
+
+
+def answer_mcq(
+    model: VStream, snapshot: MemorySnapshot, question: MCQuestion, methods: Sequence[str], config: Any
+) -> dict[str, Any]:
+    """The record of one question answered from `snapshot` by each of `methods`."""
+    record = {**mcq_record(question), "latest_frame_time": snapshot.latest_time, "frames_seen": snapshot.frames_seen}
     if "generate" in methods:
         answer = model.answer(snapshot, mcq_prompt(question), options=config.options)
         choice = read_choice(answer.text, question.options)

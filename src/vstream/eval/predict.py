@@ -32,9 +32,9 @@ from vstream.errors import ConfigError, VStreamError
 from vstream.eval.benchmarks import get_benchmark
 from vstream.eval.datasets import Annotations, QAItem
 from vstream.eval.mcq import MCQuestion
-from vstream.eval.mcq_predict import METHODS, answer_mcq_video, mcq_key
+from vstream.eval.mcq_predict import METHODS, answer_mcq_video, mcq_key, mcq_record
 from vstream.eval.records import JsonlWriter, latest_by_key, read_jsonl, record_key
-from vstream.eval.video_input import DEFAULT_FPS, clip_features, stream_source
+from vstream.eval.video_input import DEFAULT_FPS, clip_features, past_the_end, stream_source
 from vstream.features import FEATURE_SUFFIXES
 from vstream.memory import MemoryConfig
 from vstream.model import GenerationOptions, VStream
@@ -227,16 +227,7 @@ def _answer_video(
         for item in questions:
             if item.id not in answered:
                 if isinstance(item, MCQuestion):
-                    yield {
-                        "_item": item,
-                        "status": "error",
-                        "format": "multiple_choice",
-                        "id": item.id,
-                        "video_id": item.video_id,
-                        "question": item.stem,
-                        "answer": item.letter,
-                        "error": str(exc),
-                    }
+                    yield {**mcq_record(item), "status": "error", "error": str(exc)}
                 else:
                     yield _record(item, status="error", error=str(exc))
 
@@ -247,7 +238,7 @@ def _offline(model: VStream, source: Path, questions: list[QAItem], config: Pred
     step = _frame_step(times)
     for item in questions:
         answer = model.answer(snapshot, item.question, options=config.options)
-        yield _record(item, answer=answer, warning=_past_the_end(item.end_time, times[-1], step))
+        yield _record(item, answer=answer, warning=past_the_end(item.end_time, times[-1], step))
 
 
 def _online(model: VStream, source: Path, questions: list[QAItem], config: PredictConfig) -> Iterator[dict[str, Any]]:
@@ -264,7 +255,7 @@ def _online(model: VStream, source: Path, questions: list[QAItem], config: Predi
         ):
             item = questions[index]
             ended = session.frame_handler.end_reason is not None
-            warning = _past_the_end(item.end_time, timed.answer.latest_frame_time, step) if ended else None
+            warning = past_the_end(item.end_time, timed.answer.latest_frame_time, step) if ended else None
             yield _record(item, answer=timed.answer, time=timed.time, warning=warning)
     finally:
         session.close()
@@ -272,13 +263,6 @@ def _online(model: VStream, source: Path, questions: list[QAItem], config: Predi
 
 def _frame_step(times: list[float]) -> float:
     return max((b - a for a, b in itertools.pairwise(times)), default=1.0 / DEFAULT_FPS)
-
-
-def _past_the_end(at: float | None, last: float | None, step: float) -> str | None:
-    """A warning when a question is asked after the video's last frame (the annotations and the video disagree)."""
-    if at is None or last is None or at <= last + step + 1e-6:
-        return None
-    return f"asked at {at:g} s but the video ends at {last:g} s: answered from the whole video"
 
 
 def _record(

@@ -103,6 +103,19 @@ def latest_by_key(records: Iterable[dict[str, Any]], status: str | None = "ok") 
     return latest
 
 
+def latest_outcomes(paths: Iterable[str | os.PathLike]) -> dict[str, dict[str, Any]]:
+    """Each key's outcome over prediction files: its latest `ok` record, else its latest one (a later failure does
+    not undo an answer)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        records = read_jsonl(path, must_exist=True)
+        ok = latest_by_key(records)
+        for key, record in latest_by_key(records, status=None).items():
+            if key in ok or latest.get(key, {}).get("status") != "ok":
+                latest[key] = ok.get(key, record)
+    return latest
+
+
 def _key_of(record: dict[str, Any]) -> str:
     if "key" not in record:
         sample = json.dumps(record, default=str)[:80]

@@ -19,7 +19,7 @@ from typing import Any
 from vstream.errors import VStreamError
 from vstream.eval.benchmarks import BENCHMARKS
 from vstream.eval.closed import EXACT_MATCH_VERSION, yes_no
-from vstream.eval.records import content_key, latest_by_key, read_jsonl
+from vstream.eval.records import content_key, latest_outcomes, read_jsonl
 
 PAPER_JUDGE = "GPT-3.5 (snapshot not named)"
 CLOSED_RULE = f"yes/no-{EXACT_MATCH_VERSION}"
@@ -83,15 +83,8 @@ def build_report(
 
 def _read_runs(paths: list[str | os.PathLike]) -> dict[tuple, _Run]:
     """Prediction records split by run; the latest record per key, an `ok` one before any error."""
-    latest: dict[str, dict] = {}
-    for path in paths:
-        records = read_jsonl(path, must_exist=True)
-        ok = latest_by_key(records)
-        for key, record in latest_by_key(records, status=None).items():
-            if key in ok or latest.get(key, {}).get("status") != "ok":
-                latest[key] = ok.get(key, record)
     runs: dict[tuple, _Run] = defaultdict(_Run)
-    for key, record in latest.items():
+    for key, record in latest_outcomes(paths).items():
         if record.get("format") == "multiple_choice":
             continue  # scored by rule at prediction time: `choice_report`
         run_id = (

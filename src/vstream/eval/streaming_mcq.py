@@ -53,7 +53,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from vstream.errors import AnnotationError, Problem, bad_records
-from vstream.eval.mcq import LETTERS, MCQuestion
+from vstream.eval.mcq import LETTERS, OPTION_LABEL, MCQuestion
 from vstream.eval.records import annotation_records
 
 STREAMING_BENCHMARKS = {"ovobench": "OVO-Bench", "streamingbench": "StreamingBench"}
@@ -68,7 +68,6 @@ OVO_CATEGORIES = {
 
 YES_NO = ("Yes", "No")
 
-_LETTERED = re.compile(r"^\s*(?:\(([A-H])\)|([A-H])[.)])\s*(.*?)\s*$", re.DOTALL)
 _ANSWER = re.compile(r"^\(?([A-H])\)?\.?$")
 _CSV_SAMPLE = re.compile(r"_sample_(\d+)_\d+$")
 
@@ -352,7 +351,7 @@ def _options(value: Any) -> tuple[str, ...]:
         raise _Bad(f"{len(value)} options; 2..{len(LETTERS)} are needed")
     if not all(isinstance(option, str) for option in value):
         raise _Bad("options are not all strings")
-    matches = [_LETTERED.match(option) for option in value]
+    matches = [OPTION_LABEL.match(option) for option in value]
     letters = "".join((m.group(1) or m.group(2)) if m else "-" for m in matches)
     if letters == LETTERS[: len(value)]:
         options = tuple(m.group(3) for m in matches if m)

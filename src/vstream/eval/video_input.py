@@ -38,3 +38,10 @@ def stream_source(source: Path, fps: float | None, start: float | None, end: flo
     """The stream to play: a feature file at its own times, or a video at `fps`, cut to the clip if it has one."""
     stream = FeatureFileSource(source, fps) if source.suffix in FEATURE_SUFFIXES else open_source(source, fps or 1.0)
     return ClipWindow(stream, start, end) if start is not None or end is not None else stream
+
+
+def past_the_end(at: float | None, last: float | None, step: float) -> str | None:
+    """A warning when a question is asked after the video's last frame (the annotations and the video disagree)."""
+    if at is None or last is None or at <= last + step + 1e-6:
+        return None
+    return f"asked at {at:g} s but the video ends at {last:g} s: answered from the whole video"
