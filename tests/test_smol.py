@@ -46,9 +46,9 @@ def test_teaching_the_vision_tower_makes_colours_readable_from_pooled_features()
 
 def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without_redoing_steps(tmp_path):
     """A short retraining from scratch (the shipped vision tower, a new LLM) runs every step, lowers the loss and
-    evaluates on streams of another seed; a second run keeps every finished step. (Answering `now` above chance
-    takes about a hundred steps of 32 on thousands of conversations, minutes: the build of the shipped model
-    shows it, not this test.)"""
+    evaluates on streams of another seed; a second run keeps every finished step, the training's record included.
+    (Answering `now` above chance takes hundreds of steps on thousands of conversations, minutes: the build of the
+    shipped model shows it, not this test.)"""
     command = [
         sys.executable,
         "-m",
@@ -86,9 +86,16 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     redone = json.loads((tmp_path / "build.json").read_text())
-    for step in ("world", "vision", "features"):
+    assert record["train"]["steps"] == RETRAIN_STEPS and record["train"]["samples"] == 8 * RETRAIN_STEPS
+    assert f"{8 * RETRAIN_STEPS} of them learned from in {RETRAIN_STEPS} steps of 8" in card
+    for step in ("world", "vision", "features", "train"):
         assert redone[step] == record[step]  # kept, not redone
         assert f"smol build: {step} already done" in again.stderr
+    retrieval = [sys.executable, "benchmarks/smol_retrieval.py", "--build", str(tmp_path), "--every", "1"]
+    result = subprocess.run(retrieval, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    hits = json.loads(result.stdout.strip().splitlines()[-1])
+    assert hits["asked"] > 0 and 0 <= hits["retrieved_from_digit_scene"] <= hits["asked"]
     ablation = [sys.executable, "benchmarks/star_ablation.py", "--build", str(tmp_path), "--variants"]
     ablation += ["full,no_spatial,abstract_average", "--seconds", "1"]
     ablation += ["--heldout", "1", "--heldout-minutes", "1.5"]

@@ -23,7 +23,7 @@ from vstream.model import VStream
 from vstream.model.smol import SMOL, make_smol_model, smol_folder, smol_vision_config
 from vstream.stream.clips import encode_clip
 from vstream.synth.files import TRAINING, write_world
-from vstream.train.config import load_train_config
+from vstream.train.config import TrainConfig, load_train_config
 from vstream.train.trainer import train
 from vstream.train.vision_pretrain import pretrain_vision_tower
 
@@ -85,8 +85,18 @@ def build_smol(out: str | os.PathLike, build: SmolBuild = SmolBuild()) -> Path:
         *build.overrides,
     ]
     config = load_train_config("smol", overrides)
-    step("train", False, lambda: {"checkpoint": str(train(config, resume=True))})
-    return out / "checkpoint"
+    checkpoint = out / "checkpoint"
+    step("train", (checkpoint / "model.safetensors").is_file(), lambda: _train(config))
+    return checkpoint
+
+
+def _train(config: TrainConfig) -> dict:
+    """The language training (resumed from its last checkpoint when one is there), with what it ran."""
+    output = train(config, resume=True)
+    states = sorted(output.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
+    steps = json.loads(states[-1].read_text())["global_step"] if states else None
+    batch = config.global_batch_size
+    return {"checkpoint": str(output), "steps": steps, "batch": batch, "samples": steps * batch if steps else None}
 
 
 def _vision_and_init(init: Path, build: SmolBuild) -> dict:
@@ -151,7 +161,7 @@ def write_model_card(
             f"- Made by: `{command}`",
             f"- Seed {settings['seed']}; {settings['streams']} training streams of {settings['minutes']:g} minutes, "
             f"{world.get('training_samples', '?')} training conversations (each asks every question type allowed at "
-            f"one moment of a stream); changes to the `smol` preset: "
+            f"one moment of a stream){_used(train_step)}; changes to the `smol` preset: "
             f"{', '.join(settings['overrides']) or 'none'}.",
             f"- Time on a 2-core CPU: {steps}.",
             f"- Vision tower, held-out frames: {', '.join(f'{k} {v:.2f}' for k, v in vision.items())}."
@@ -172,3 +182,10 @@ def write_model_card(
     path = checkpoint / "README.md"
     path.write_text(text)
     return path
+
+
+def _used(train_step: dict) -> str:
+    """How much of the data the language training saw, when the build recorded it."""
+    if not train_step.get("samples"):
+        return ""
+    return f", {train_step['samples']:,} of them learned from in {train_step['steps']:,} steps of {train_step['batch']}"
