@@ -34,6 +34,10 @@ def test_the_smol_checkpoint_is_the_released_layout_at_small_sizes(tmp_path):
     words = {word for line in question_corpus() for word in line.split()}
     for word in words:  # every word of the world is one token: no <unk>, nothing split
         assert len(vs.tokenizer(word, add_special_tokens=False).input_ids) == 1, word
+    # the projector is drawn as fresh PyTorch layers (uniform, bound 1/sqrt(fan_in)), not at transformers' std 0.02,
+    # at which the LLM never learned to read the digit (benchmarks/smol_retrieval.py --learn measures both)
+    first, second = vs.llm.model.mm_projector[0].weight, vs.llm.model.mm_projector[2].weight
+    assert first.abs().max() <= 64**-0.5 and first.std() > 0.06 and second.std() > 0.04
 
 
 def test_teaching_the_vision_tower_makes_colours_readable_from_pooled_features():
@@ -92,10 +96,12 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
         assert redone[step] == record[step]  # kept, not redone
         assert f"smol build: {step} already done" in again.stderr
     retrieval = [sys.executable, "benchmarks/smol_retrieval.py", "--build", str(tmp_path), "--every", "1"]
-    result = subprocess.run(retrieval, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    result = subprocess.run([*retrieval, "--learn", "1"], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     hits = json.loads(result.stdout.strip().splitlines()[-1])
     assert hits["asked"] > 0 and 0 <= hits["retrieved_from_digit_scene"] <= hits["asked"]
+    assert set(hits["learned"]) == {"projector_init_transformers", "projector_init_pytorch"}
+    assert all(0 <= run["accuracy"] <= 1 and run["held_out"] >= 1 for run in hits["learned"].values())
     ablation = [sys.executable, "benchmarks/star_ablation.py", "--build", str(tmp_path), "--variants"]
     ablation += ["full,no_spatial,abstract_average", "--seconds", "1"]
     ablation += ["--heldout", "1", "--heldout-minutes", "1.5"]

@@ -27,8 +27,7 @@ from vstream.memory.config import CHECKPOINT_FIELDS
 from vstream.model.compat import dtype_kwargs, progress_bars
 from vstream.model.configuration_vstream import RETRIEVED_FIELD, VStreamConfig
 from vstream.model.loading import IGNORED_KEYS, resolve_dtype, save_checkpoint, shows_progress
-from vstream.model.modeling_vstream import SemanticAttentionModule, VStreamLlamaForCausalLM
-from vstream.model.projector import build_projector
+from vstream.model.modeling_vstream import VStreamLlamaForCausalLM, init_new_modules
 
 log = logging.getLogger(__name__)
 
@@ -256,19 +255,3 @@ def load_llm_weights(source: str, config: VStreamConfig, dtype: torch.dtype | No
     if problems:
         raise CheckpointError(f"{source} is not a plain LLaMA checkpoint of its config: " + "; ".join(problems))
     return model.eval()
-
-
-def init_new_modules(model: VStreamLlamaForCausalLM, seed: int) -> None:
-    """Draw the projector and the attention module anew from `seed` (float32, then cast to the model's dtype).
-
-    They are built as fresh PyTorch layers, so they get PyTorch's default initialisation, as a projector added to
-    an LLM at the start of training does; the result depends only on `seed`, not on how transformers loaded.
-    """
-    config = model.config
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        projector = build_projector(config.mm_projector_type, config.mm_hidden_size, config.hidden_size)
-        attention = SemanticAttentionModule(config.mm_hidden_size, config.compress_Turing_hidden_dim)
-    with torch.no_grad():
-        model.model.mm_projector.load_state_dict(projector.state_dict())
-        model.model.attention_model.load_state_dict(attention.state_dict())

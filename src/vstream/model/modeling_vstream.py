@@ -8,6 +8,7 @@ Checkpoint keys: LLaMA's (`model.embed_tokens`, `model.layers.N.*`, `model.norm`
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaForCausalLM, LlamaModel
 
@@ -95,3 +96,19 @@ class VStreamLlamaForCausalLM(LlamaForCausalLM):
 
 AutoConfig.register(VStreamConfig.model_type, VStreamConfig, exist_ok=True)
 AutoModelForCausalLM.register(VStreamConfig, VStreamLlamaForCausalLM, exist_ok=True)
+
+
+def init_new_modules(model: VStreamLlamaForCausalLM, seed: int) -> None:
+    """Draw the projector and the attention module anew from `seed` (float32, then cast to the model's dtype).
+
+    They are built as fresh PyTorch layers, so they get PyTorch's default initialisation, as a projector added to
+    an LLM at the start of training does; the result depends only on `seed`, not on how transformers loaded.
+    """
+    config = model.config
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        projector = build_projector(config.mm_projector_type, config.mm_hidden_size, config.hidden_size)
+        attention = SemanticAttentionModule(config.mm_hidden_size, config.compress_Turing_hidden_dim)
+    with torch.no_grad():
+        model.model.mm_projector.load_state_dict(projector.state_dict())
+        model.model.attention_model.load_state_dict(attention.state_dict())

@@ -18,7 +18,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from vstream.errors import CheckpointError
 from vstream.model.compat import clip_image_processor_class, progress_bars
-from vstream.model.modeling_vstream import VStreamLlamaForCausalLM
+from vstream.model.modeling_vstream import VStreamLlamaForCausalLM, init_new_modules
 from vstream.model.prompts import TEMPLATES
 from vstream.model.tiny import build_tiny_tokenizer, tiny_config
 from vstream.synth.questions import question_corpus
@@ -89,6 +89,10 @@ def make_smol_model(
             **SMOL_MEMORY,
         )
         llm = VStreamLlamaForCausalLM(config)
+    # transformers draws every linear layer at std 0.02, the projector's too; the released recipe adds its
+    # projector to a trained LLM as fresh PyTorch layers. At 0.02 the projector's two layers shrink its
+    # gradient so much that a 1 M-parameter LLM never learns to read one patch (the digit) out of 200 tokens.
+    init_new_modules(llm, seed)
     side = vision.config.image_size
     with progress_bars(False):
         vision.save_pretrained(folder / "vision_tower")
