@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,9 +32,14 @@ def test_the_smol_checkpoint_is_the_released_layout_at_small_sizes(tmp_path):
         "spatial": 64,
     }
     assert vs.vision.num_patches == memory.num_patches == 64 and vs.config.mm_hidden_size == 64
-    words = {word for line in question_corpus() for word in line.split()}
-    for word in words:  # every word of the world is one token: no <unk>, nothing split
-        assert len(vs.tokenizer(word, add_special_tokens=False).input_ids) == 1, word
+    for line in question_corpus():  # every word and punctuation mark of the world is one token: no <unk>
+        tokens = vs.tokenizer(line, add_special_tokens=False).input_ids
+        assert len(tokens) == len(re.findall(r"\w+|[^\w\s]", line)) and vs.tokenizer.unk_token_id not in tokens, line
+    ids = vs.tokenizer("Which appeared first, the red circle or the blue square?", add_special_tokens=False).input_ids
+    for answer in ("red circle", "blue square"):  # the answer is in the question's tokens, to be copied
+        answer_ids = vs.tokenizer(answer, add_special_tokens=False).input_ids
+        assert any(ids[i : i + len(answer_ids)] == answer_ids for i in range(len(ids))), answer
+    assert len(vs.tokenizer("USER: ASSISTANT:", add_special_tokens=False).input_ids) == 4  # the roles: 1 token each
     # the projector is drawn as fresh PyTorch layers (uniform, bound 1/sqrt(fan_in)), not at transformers' std 0.02,
     # at which the LLM never learned to read the digit (benchmarks/smol_retrieval.py --learn measures both)
     first, second = vs.llm.model.mm_projector[0].weight, vs.llm.model.mm_projector[2].weight

@@ -71,8 +71,10 @@ def make_smol_model(
     random one)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    corpus = [*(t.system for t in TEMPLATES.values() if t.system), *question_corpus()]
-    tokenizer = build_tiny_tokenizer(vocab_size, corpus)
+    roles = " ".join(f"{role}:" for t in TEMPLATES.values() for role in t.roles if role)  # one token each
+    corpus = [*(t.system for t in TEMPLATES.values() if t.system), *question_corpus(), roles]
+    # Punctuation apart: `Which appeared first, the red circle or the blue square?` ends in the answer's tokens.
+    tokenizer = build_tiny_tokenizer(vocab_size, corpus, split_punctuation=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         vision = vision if vision is not None else CLIPVisionModel(smol_vision_config())

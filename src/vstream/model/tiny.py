@@ -50,15 +50,21 @@ _CORPUS = [
 ]
 
 
-def build_tiny_tokenizer(vocab_size: int = 512, corpus: list[str] | None = None) -> PreTrainedTokenizerFast:
+def build_tiny_tokenizer(
+    vocab_size: int = 512, corpus: list[str] | None = None, *, split_punctuation: bool = False
+) -> PreTrainedTokenizerFast:
     """A SentencePiece-like BPE tokenizer (`▁` marks spaces) trained on a few sentences (`corpus`, default a
     handful about videos), over printable ASCII.
 
     Every token decodes to printable text, so a random model writes nonsense words rather than broken
-    bytes; characters outside the alphabet become `<unk>`. `<s>` is BOS, `</s>` EOS.
+    bytes; characters outside the alphabet become `<unk>`. `<s>` is BOS, `</s>` EOS. With `split_punctuation`,
+    punctuation is a token of its own: a word is then the same token before a `?` as in an answer.
     """
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    metaspace = pre_tokenizers.Metaspace()
+    tokenizer.pre_tokenizer = (
+        pre_tokenizers.Sequence([metaspace, pre_tokenizers.Punctuation()]) if split_punctuation else metaspace
+    )
     tokenizer.decoder = decoders.Metaspace()
     alphabet = [chr(c) for c in range(33, 127)] + ["\n", "▁"]
     trainer = trainers.BpeTrainer(

@@ -21,8 +21,10 @@ from vstream.synth.world import StreamPlan, plan_stream
 WORLD_VERSION = "synth-v1"
 """Changes when the same seed would give other streams or questions."""
 
-TRAINING_MOMENTS_PER_MINUTE = 5
-"""Training conversations per minute of stream (each asks every question type allowed at its moment)."""
+TRAINING_MOMENTS_PER_MINUTE = 12
+"""Training conversations per minute of stream (each asks every question type allowed at its moment). A stream's
+conversations are drawn in turn, so with more a minute the first ones stay the same; the videos and the evaluation
+questions do not depend on it."""
 
 ANNOTATIONS = "synth_conversations.json"
 CHOICES = "synth_choices.json"
