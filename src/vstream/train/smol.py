@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 BAR = {"now": 90, "beginning": 80, "earlier": 80, "order": 70, "count": 70, "detail": 70, "ever": 70}
 """The accuracy (%) each question type should reach on held-out streams (the goal set for vstream-smol)."""
 
+VISION_TARGET = 0.99
+"""Held-out accuracy every attribute read-out of the vision tower must reach before its teaching stops early (else
+it goes on for `vision_seconds`). At 0.97 a tower stopped with shape at 0.97 and the model built on it was right
+about `now` 89.6 % of the time on one-hour streams, against 98.5 % with a tower at 0.98."""
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -109,7 +114,7 @@ def _vision_and_init(init: Path, build: SmolBuild) -> dict:
         return {"from": str(source)}
     tower = CLIPVisionModel(smol_vision_config())
     result = pretrain_vision_tower(
-        tower, CLIP_MEAN, CLIP_STD, select_layer=-1, seconds=build.vision_seconds, seed=build.seed
+        tower, CLIP_MEAN, CLIP_STD, select_layer=-1, seconds=build.vision_seconds, seed=build.seed, target=VISION_TARGET
     )
     make_smol_model(init, vision=tower, seed=build.seed)
     return {"steps": result.steps, "held_out_accuracy": result.accuracy}
@@ -160,7 +165,7 @@ def write_model_card(
             "",
             f"- Made by: `{command}`",
             f"- Seed {settings['seed']}; {settings['streams']} training streams of {settings['minutes']:g} minutes, "
-            f"{world.get('training_samples', '?')} training conversations (each asks every question type allowed at "
+            f"{world.get('training_samples', 0):,} training conversations (each asks every question type allowed at "
             f"one moment of a stream){_used(train_step)}; changes to the `smol` preset: "
             f"{', '.join(settings['overrides']) or 'none'}.",
             f"- Time on a 2-core CPU: {steps}.",
