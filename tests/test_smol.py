@@ -39,7 +39,7 @@ def test_the_smol_checkpoint_is_the_released_layout_at_small_sizes(tmp_path):
     for answer in ("red circle", "blue square"):  # the answer is in the question's tokens, to be copied
         answer_ids = vs.tokenizer(answer, add_special_tokens=False).input_ids
         assert any(ids[i : i + len(answer_ids)] == answer_ids for i in range(len(ids))), answer
-    assert len(vs.tokenizer("USER: ASSISTANT:", add_special_tokens=False).input_ids) == 4  # the roles: 1 token each
+    assert len(vs.tokenizer("USER: ASSISTANT:", add_special_tokens=False).input_ids) == 4  # each role: its word and `:`
     # the projector is drawn as fresh PyTorch layers (uniform, bound 1/sqrt(fan_in)), not at transformers' std 0.02,
     # at which the LLM never learned to read the digit (benchmarks/smol_retrieval.py --learn measures both)
     first, second = vs.llm.model.mm_projector[0].weight, vs.llm.model.mm_projector[2].weight

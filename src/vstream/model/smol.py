@@ -71,7 +71,7 @@ def make_smol_model(
     random one)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    roles = " ".join(f"{role}:" for t in TEMPLATES.values() for role in t.roles if role)  # one token each
+    roles = " ".join(f"{role}:" for t in TEMPLATES.values() for role in t.roles if role)  # each role word one token
     corpus = [*(t.system for t in TEMPLATES.values() if t.system), *question_corpus(), roles]
     # Punctuation apart: `Which appeared first, the red circle or the blue square?` ends in the answer's tokens.
     tokenizer = build_tiny_tokenizer(vocab_size, corpus, split_punctuation=True)

@@ -165,8 +165,8 @@ def write_model_card(
             "",
             f"- Made by: `{command}`",
             f"- Seed {settings['seed']}; {settings['streams']} training streams of {settings['minutes']:g} minutes, "
-            f"{world.get('training_samples', 0):,} training conversations (each asks every question type allowed at "
-            f"one moment of a stream){_used(train_step)}; changes to the `smol` preset: "
+            f"{_thousands(world.get('training_samples'))} training conversations (each asks every question type "
+            f"allowed at one moment of a stream){_used(train_step)}; changes to the `smol` preset: "
             f"{', '.join(settings['overrides']) or 'none'}.",
             f"- Time on a 2-core CPU: {steps}.",
             f"- Vision tower, held-out frames: {', '.join(f'{k} {v:.2f}' for k, v in vision.items())}."
@@ -187,6 +187,11 @@ def write_model_card(
     path = checkpoint / "README.md"
     path.write_text(text)
     return path
+
+
+def _thousands(count: int | None) -> str:
+    """A count with thousands separators, or `?` where an older build did not record it."""
+    return "?" if count is None else f"{count:,}"
 
 
 def _used(train_step: dict) -> str:
