@@ -3,7 +3,8 @@
     vstream build-smol --out smol-build                       # the world, the taught vision tower, the features
     python benchmarks/star_ablation.py --build smol-build     # every variant, 15 minutes of training each
 
-Each variant trains the same untrained smol checkpoint (`BUILD/init`, its vision tower already taught) on the same
+Each variant trains the same starting checkpoint (`BUILD/text`: its vision tower taught, its language model taught
+the world's questions on transcripts; `BUILD/init` for a build without that step) on the same
 data for the same wall-clock time (steps are calibrated per variant: a smaller memory takes more, shorter steps),
 with one memory removed or replaced by a baseline at about the same token budget, and is evaluated online on
 held-out streams of another seed with that same memory. One JSON line per variant: accuracy per question type,
@@ -31,6 +32,7 @@ from vstream.model import GenerationOptions, VStream
 from vstream.synth.files import TRAINING, write_world
 from vstream.synth.questions import CHANCE
 from vstream.train.config import load_train_config
+from vstream.train.smol import language_start
 from vstream.train.trainer import build_trainer, train
 
 VARIANTS = {
@@ -83,7 +85,8 @@ def run_variant(name, memory, args, out, questions, videos) -> dict:
     """Train one variant for the time budget, then answer the held-out questions with its memory."""
     folder = out / name
     shutil.rmtree(folder / "checkpoint", ignore_errors=True)
-    init = averaged_init(args.build / "init", folder / "init") if name == "abstract_average" else args.build / "init"
+    start = language_start(args.build)
+    init = averaged_init(start, folder / "init") if name == "abstract_average" else start
     overrides = [
         f"model={init}",
         f"output_dir={folder / 'checkpoint'}",

@@ -76,6 +76,8 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
         "1",
         "--heldout-minutes",
         "1.5",
+        "--text-steps",
+        "10",
         f"max_steps={RETRAIN_STEPS}",
         "per_device_batch_size=8",
         "global_batch_size=8",
@@ -90,15 +92,17 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
     trace = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
     assert trace[-1] < 0.5 * trace[0], trace
     record = json.loads((tmp_path / "build.json").read_text())
-    assert {"world", "vision", "features", "train"} <= set(record) and record["vision"]["from"].endswith("vision_tower")
+    assert {"world", "vision", "text", "features", "train"} <= set(record)
+    assert record["vision"]["from"].endswith("vision_tower") and record["text"]["steps"] == 10
     card = (tmp_path / "checkpoint" / "README.md").read_text()
     assert "vstream build-smol --out" in card and "| now |" in card and "taken as it was from" in card
+    assert "taught on transcripts (10 steps" in card
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     redone = json.loads((tmp_path / "build.json").read_text())
     assert record["train"]["steps"] == RETRAIN_STEPS and record["train"]["samples"] == 8 * RETRAIN_STEPS
     assert f"{8 * RETRAIN_STEPS} of them learned from in {RETRAIN_STEPS} steps of 8" in card
-    for step in ("world", "vision", "features", "train"):
+    for step in ("world", "vision", "text", "features", "train"):
         assert redone[step] == record[step]  # kept, not redone
         assert f"smol build: {step} already done" in again.stderr
     retrieval = [sys.executable, "benchmarks/smol_retrieval.py", "--build", str(tmp_path), "--every", "1"]
@@ -163,3 +167,22 @@ def test_the_shipped_smol_model_sees_now_and_the_beginning_in_streams_it_never_s
     assert row["by_type"]["now"]["predicted"] >= 25 and row["by_type"]["beginning"]["predicted"] >= 12
     for kind in learned:  # its model card: about 90 % each, chance about 5 %
         assert row["by_type"][kind]["accuracy"] >= 70 > 100 * CHANCE[kind] * 10, (kind, row["by_type"][kind])
+
+
+def test_teaching_the_language_model_on_transcripts_lowers_its_loss_and_keeps_the_rest(tmp_path):
+    """The transcript step changes the LLM only: the vision tower, projector and tokenizer stay as they were."""
+    from safetensors.torch import load_file
+
+    from vstream.train.text_pretrain import pretrain_on_transcripts
+
+    init = make_smol_model(tmp_path / "init")
+    result = pretrain_on_transcripts(init, tmp_path / "text", steps=40, batch_size=8, warmup_steps=5, heldout_streams=4)
+    assert result.steps == 40 and result.last_loss < 0.6 * result.first_loss, result
+    assert set(result.accuracy) == set(QUESTION_TYPES) and all(0 <= v <= 1 for v in result.accuracy.values())
+    before, after = load_file(init / "model.safetensors"), load_file(tmp_path / "text" / "model.safetensors")
+    assert before.keys() == after.keys()
+    for name in before:
+        same = torch.equal(before[name], after[name])
+        assert same == ("mm_projector" in name or "attention_model" in name), name
+    assert (tmp_path / "text" / "tokenizer.json").read_text() == (init / "tokenizer.json").read_text()
+    assert VStream.from_pretrained(tmp_path / "text").memory_config().num_tokens == 200

@@ -240,3 +240,48 @@ def test_ask_on_a_synthetic_stream_prints_the_true_answer_beside_the_models(tmp_
     (line,) = result.stdout.strip().splitlines()
     plan = synthetic_plan("synthetic:100:4")
     assert json.loads(line)["truth"] == plan.scene_at(50).state_at(50).label
+
+
+def answer_from_transcript(text: str, question: str) -> str:
+    """The answer to `question` read from a transcript alone (plain string handling, not the generator's code)."""
+    assert text.endswith(" .")
+    scenes = []
+    for part in text[: -len(" .")].split(" . "):
+        words = part.split()
+        digit = words.pop() if words[-1].isdigit() else None
+        scenes.append((" ".join(words).split(" , "), digit))
+    labels = [label for states, _ in scenes for label in states if label != "nothing"]
+    if question == "What is on the screen now?":
+        return scenes[-1][0][-1]
+    if question == "What was on the screen at the very beginning?":
+        return scenes[0][0][0]
+    if question == "What was on the screen just before the current scene?":
+        return scenes[-2][0][-1]
+    if question == "How many scenes have there been so far?":
+        return str(len(scenes))
+    if question == "Which digit was shown in the corner earlier?":
+        return next(digit for _, digit in scenes if digit is not None)
+    if match := re.fullmatch(r"Which appeared first, the (\w+ \w+) or the (\w+ \w+)\?", question):
+        x, y = match.groups()
+        return x if labels.index(x) < labels.index(y) else y
+    if match := re.fullmatch(r"Did a (\w+ \w+) appear\?", question):
+        return "yes" if match.group(1) in labels else "no"
+    raise AssertionError(f"unknown question {question!r}")
+
+
+def test_a_transcript_holds_the_answer_to_every_question_asked_at_its_moment():
+    """What the smol language model first learns from: the stream in words up to a moment, where every answer of
+    that moment can be read (and nothing after it is shown)."""
+    from vstream.synth.questions import moment_questions
+    from vstream.synth.transcript import transcript
+
+    asked = Counter()
+    for index in range(40):
+        plan = plan_stream(9, index, 300)
+        for questions in moment_questions(plan, 9, moments=12):
+            for q in questions:
+                text = transcript(plan, q.at)
+                assert answer_from_transcript(text, q.question) == q.answer, (plan.stream_id, q, text)
+                assert text.count(" .") == plan.scene_index(q.at) + 1  # no scene after the moment
+                asked[q.type] += 1
+    assert set(asked) == set(QUESTION_TYPES), asked

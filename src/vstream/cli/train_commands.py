@@ -53,6 +53,12 @@ def add_build_smol_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=4.0, help="length of each training stream")
     parser.add_argument("--vision-seconds", type=float, default=300.0, help="time to teach the vision tower")
     parser.add_argument(
+        "--text-steps",
+        type=int,
+        default=2000,
+        help="steps teaching the new language model the world's questions on transcripts before the memory (0: none)",
+    )
+    parser.add_argument(
         "--vision-tower",
         default=None,
         metavar="FOLDER",
@@ -81,14 +87,22 @@ def cmd_build_smol(args: argparse.Namespace) -> int:
         or args.heldout < 1
         or min(args.minutes, args.heldout_minutes) < 1.5
         or args.vision_seconds <= 0
+        or args.text_steps < 0
     ):
         raise ConfigError(
-            "--streams and --heldout must be >= 1, --minutes and --heldout-minutes >= 1.5, --vision-seconds > 0"
+            "--streams and --heldout must be >= 1, --minutes and --heldout-minutes >= 1.5, --vision-seconds > 0, "
+            "--text-steps >= 0"
         )
     if args.vision_tower not in (None, "smol") and not (Path(args.vision_tower) / "config.json").is_file():
         raise ConfigError(f"--vision-tower {args.vision_tower}: not a vision tower folder (no config.json)")
     build = SmolBuild(
-        args.seed, args.streams, args.minutes, args.vision_seconds, tuple(args.overrides), args.vision_tower
+        args.seed,
+        args.streams,
+        args.minutes,
+        args.vision_seconds,
+        tuple(args.overrides),
+        args.vision_tower,
+        args.text_steps,
     )
     checkpoint = build_smol(args.out, build)
     heldout = write_world(

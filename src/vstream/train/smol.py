@@ -1,5 +1,6 @@
 """Build vstream-smol from nothing: the synthetic world's data, a vision tower taught its frames, the untrained
-checkpoint, the frames' features, and the training run of the `smol` preset.
+checkpoint, its language model taught the world's questions in words, the frames' features, and the training run
+of the `smol` preset.
 
 Each step leaves its output under one folder and is skipped when that output is already there, so an interrupted
 build resumes; the whole build is a function of its seed.
@@ -24,6 +25,7 @@ from vstream.model.smol import SMOL, make_smol_model, smol_folder, smol_vision_c
 from vstream.stream.clips import encode_clip
 from vstream.synth.files import TRAINING, write_world
 from vstream.train.config import TrainConfig, load_train_config
+from vstream.train.text_pretrain import pretrain_on_transcripts
 from vstream.train.trainer import train
 from vstream.train.vision_pretrain import pretrain_vision_tower
 
@@ -53,6 +55,8 @@ class SmolBuild:
     """`key=value` changes to the `smol` training preset (e.g. `max_steps=50`)."""
     vision_tower: str | None = None
     """A taught smol vision tower folder to use as it is (`smol`: the shipped model's) instead of teaching one."""
+    text_steps: int = 2000
+    """Steps (of 16 conversations) teaching the new LLM the world's questions on transcripts (0: none)."""
 
 
 def build_smol(out: str | os.PathLike, build: SmolBuild = SmolBuild()) -> Path:
@@ -80,9 +84,12 @@ def build_smol(out: str | os.PathLike, build: SmolBuild = SmolBuild()) -> Path:
 
     step("world", (world_dir / TRAINING).is_file(), world)
     step("vision", (init / "config.json").is_file(), lambda: _vision_and_init(init, build))
+    start = out / "text" if build.text_steps else init
+    if build.text_steps:
+        step("text", (start / "config.json").is_file(), lambda: _text(init, start, build))
     step("features", (features / ".done").is_file(), lambda: _features(init, world_dir / "videos", features))
     overrides = [
-        f"model={init}",
+        f"model={start}",
         f"output_dir={out / 'checkpoint'}",
         f"data.files=[{world_dir / TRAINING}]",
         f"data.features={features}",
@@ -93,6 +100,23 @@ def build_smol(out: str | os.PathLike, build: SmolBuild = SmolBuild()) -> Path:
     checkpoint = out / "checkpoint"
     step("train", (checkpoint / "model.safetensors").is_file(), lambda: _train(config))
     return checkpoint
+
+
+def language_start(out: str | os.PathLike) -> Path:
+    """The checkpoint a build's language training starts from: the untrained one (`out/init`) with its LLM taught
+    on transcripts (`out/text`), or `out/init` itself for a build made without that step."""
+    text = Path(out) / "text"
+    return text if (text / "config.json").is_file() else Path(out) / "init"
+
+
+def _text(init: Path, out: Path, build: SmolBuild) -> dict:
+    """Teach the new LLM of `init` the world's questions in words; the checkpoint with it goes to `out`."""
+    result = pretrain_on_transcripts(init, out, steps=build.text_steps, seed=build.seed)
+    return {
+        "steps": result.steps,
+        "loss": [round(result.first_loss, 4), round(result.last_loss, 4)],
+        "held_out_accuracy": result.accuracy,
+    }
 
 
 def _train(config: TrainConfig) -> dict:
@@ -149,9 +173,11 @@ def write_model_card(
     vision = record.get("vision", {}).get("held_out_accuracy", {})
     world, vision_step, train_step = record.get("world", {}), record.get("vision", {}), record.get("train", {})
     taught, learned = vision_step.get("seconds", 0), train_step.get("seconds", 0)
+    read = record.get("text", {}).get("seconds", 0)
     prepared = world.get("seconds", 0) + record.get("features", {}).get("seconds", 0)
     steps = (
-        f"{(taught + learned) / 60:.1f} minutes of training (vision tower {taught:.0f} s, language {learned:.0f} s) "
+        f"{(taught + read + learned) / 60:.1f} minutes of training (vision tower {taught:.0f} s, "
+        f"{f'transcripts {read:.0f} s, ' if read else ''}language {learned:.0f} s) "
         f"and {prepared / 60:.1f} of data preparation (world {world.get('seconds', 0):.0f} s, features "
         f"{record.get('features', {}).get('seconds', 0):.0f} s)"
     )
@@ -172,6 +198,7 @@ def write_model_card(
             f"- Vision tower, held-out frames: {', '.join(f'{k} {v:.2f}' for k, v in vision.items())}."
             if "from" not in vision_step
             else f"- Vision tower: taken as it was from {vision_step['from']}.",
+            *_text_line(record.get("text")),
             "",
             "## Held-out accuracy (streams of another seed, asked online, exact match)",
             "",
@@ -187,6 +214,17 @@ def write_model_card(
     path = checkpoint / "README.md"
     path.write_text(text)
     return path
+
+
+def _text_line(text: dict | None) -> list[str]:
+    """The card's line on the transcript step, where the build had one."""
+    if not text:
+        return []
+    accuracy = ", ".join(f"{kind} {value:.2f}" for kind, value in text["held_out_accuracy"].items())
+    return [
+        f"- Language model first taught on transcripts ({text['steps']:,} steps of 16 conversations, "
+        f"`vstream.train.text_pretrain`); held-out transcript questions answered: {accuracy}."
+    ]
 
 
 def _thousands(count: int | None) -> str:
