@@ -163,8 +163,10 @@ def test_written_videos_show_the_plan_and_the_annotations_pass_the_checker(tmp_p
             assert len(set(choice.options)) == len(choice.options) == 4
             kinds = {option.isdigit() for option in choice.options}
             assert kinds == {truth.answer.isdigit()}
+            named = set(re.findall(r"the (\w+ \w+)", choice.stem)) if truth.question_type == "order" else set()
+            assert len(named) in (0, 2) and named <= set(choice.options)  # order: both objects it names
             if len(by_type[truth.question_type]) >= 4 and not truth.answer.isdigit():
-                assert set(choice.options) <= by_type[truth.question_type]
+                assert set(choice.options) <= by_type[truth.question_type] | named
 
 
 def test_an_interrupted_world_resumes_without_rewriting_its_videos(tmp_path):

@@ -1,7 +1,9 @@
 """The synthetic world's questions as timed multiple choice: the same questions and answers, each with
 distractors drawn from the answers of its own type elsewhere in the set, asked at its time (`at`).
 
-A yes/no question keeps the options (yes, no); a number's distractors include its neighbours. Each question gets
+A yes/no question keeps the options (yes, no); a number's distractors include its neighbours; an order question's
+include the other object it names (else the answer would be the one option the question names, and a model that
+only copies from its question would look as if it knew the order). Each question gets
 up to `options` options; the right one's place
 and the distractors are drawn from a generator seeded by the world's seed and the question's id, so a file is
 a function of its annotations and seed. The file is the `test_qa.json` form (`question` with `(A) ...` lines,
@@ -15,6 +17,8 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
+
+from vstream.synth.questions import ORDER_QUESTION
 
 YES_NO = ("yes", "no")
 INSTRUCTION = "Answer with the option's letter from the given choices directly."
@@ -35,9 +39,14 @@ def choice_records(annotations: list[dict[str, Any]], seed: int, options: int = 
             if turn["answer"] in YES_NO:
                 choices = list(YES_NO)
             else:
-                others = sorted(_distractors(turn["answer"], pool[turn["type"]], text_answers, options - 1))
-                picked = rng.choice(len(others), size=min(options - 1, len(others)), replace=False)
-                choices = [others[i] for i in picked]
+                named = [o for o in _named_objects(turn["question"]) if o != turn["answer"]][:1]
+                others = sorted(
+                    _distractors(turn["answer"], pool[turn["type"]], text_answers, options - 1) - set(named)
+                )
+                picked = rng.choice(len(others), size=min(options - 1 - len(named), len(others)), replace=False)
+                choices = [*named, *(others[i] for i in picked)]
+                if named:  # (other questions draw exactly as before: their files are unchanged)
+                    rng.shuffle(choices)
                 choices.insert(int(rng.integers(len(choices) + 1)), turn["answer"])
             lines = "\n".join(f"({string.ascii_uppercase[i]}) {text}" for i, text in enumerate(choices))
             out.append(
@@ -51,6 +60,12 @@ def choice_records(annotations: list[dict[str, Any]], seed: int, options: int = 
                 }
             )
     return out
+
+
+def _named_objects(question: str) -> tuple[str, ...]:
+    """The two objects an order question names (none for any other question)."""
+    match = ORDER_QUESTION.fullmatch(question)
+    return match.groups() if match else ()
 
 
 def _distractors(answer: str, same_type: set[str], text_answers: set[str], wanted: int) -> set[str]:

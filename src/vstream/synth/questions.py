@@ -240,7 +240,8 @@ def question_corpus() -> list[str]:
     return lines
 
 
-_ORDER = re.compile(r"Which appeared first, the (\w+ \w+) or the (\w+ \w+)\?")
+ORDER_QUESTION = re.compile(r"Which appeared first, the (\w+ \w+) or the (\w+ \w+)\?")
+"""An order question; its groups are the two objects it names."""
 _EVER = re.compile(r"Did an? (\w+ \w+) appear\?")
 
 
@@ -263,7 +264,7 @@ def world_answer(plan: StreamPlan, question: str, at: float) -> str | None:
     if text == "Which digit was shown in the corner earlier?":
         digit_scene = next(s for s in plan.scenes if s.digit is not None)
         return digit_scene.digit if digit_scene.start <= at else None
-    if match := _ORDER.fullmatch(text):
+    if match := ORDER_QUESTION.fullmatch(text):
         first, second = match.groups()
         if first in shown and second in shown:
             return first if shown.index(first) < shown.index(second) else second
