@@ -145,9 +145,10 @@ def test_a_missing_smol_checkpoint_is_one_clear_error(name, monkeypatch, tmp_pat
         resolve_checkpoint(name)
 
 
-def test_the_shipped_smol_model_sees_now_and_the_beginning_in_streams_it_never_saw(tmp_path):
-    """The types its model card says it learned, on streams of a seed never trained on (the other types are near
-    chance: the card and the README say so, and nothing here pretends otherwise)."""
+def test_the_shipped_smol_model_sees_now_and_the_beginning_and_counts_in_streams_it_never_saw(tmp_path):
+    """The types its model card says it learned by a clear margin, on streams of a seed never trained on (`order`
+    and `ever` are above a coin by about 12 points on 1,790 questions, too little to tell on these 16 streams;
+    `earlier` and `detail` are near chance: the card and the README say so, and nothing here pretends otherwise)."""
     from vstream.eval.datasets import load_annotations
     from vstream.eval.judge import run_rule, verdict_paths
     from vstream.eval.predict import PredictConfig, run_predict
@@ -157,16 +158,16 @@ def test_the_shipped_smol_model_sees_now_and_the_beginning_in_streams_it_never_s
     from vstream.synth.questions import CHANCE
 
     world = write_world(tmp_path / "world", seed=20_261_201, streams=16, seconds=180)  # a seed never trained on
-    learned = ("now", "beginning")
+    learned = {"now": 70, "beginning": 70, "count": 30}  # chance: 5.3, 5.6 and 12.5 %
     questions = [q for q in load_annotations(world.annotations).items if q.question_type in learned]
     predictions = tmp_path / "smol.jsonl"
     config = PredictConfig("synth", predictions, videos=world.videos, options=GenerationOptions(max_new_tokens=6))
     run_predict(VStream.from_pretrained("smol"), questions, config, "smol")
     run_rule(predictions, verdict_paths(predictions))
     (row,) = build_report([predictions], [verdict_paths(predictions)])["rows"]
-    assert row["by_type"]["now"]["predicted"] >= 25 and row["by_type"]["beginning"]["predicted"] >= 12
-    for kind in learned:  # its model card: about 90 % each, chance about 5 %
-        assert row["by_type"][kind]["accuracy"] >= 70 > 100 * CHANCE[kind] * 10, (kind, row["by_type"][kind])
+    assert row["by_type"]["now"]["predicted"] >= 25 and min(row["by_type"][k]["predicted"] for k in learned) >= 12
+    for kind, least in learned.items():  # its model card: about 99, 98 and 40 %
+        assert row["by_type"][kind]["accuracy"] >= least > 100 * CHANCE[kind] * 2, (kind, row["by_type"][kind])
 
 
 def test_teaching_the_language_model_on_transcripts_lowers_its_loss_and_keeps_the_rest(tmp_path):
