@@ -206,7 +206,7 @@ def write_model_card(
             "|---|---|---|---|",
             rows,
             "",
-            f"Bar met: {', '.join(met) or 'none'}. Within 15 points of chance (not learned): "
+            f"Bar met: {', '.join(met) or 'none'}. Within 15 points of chance on this check: "
             f"{', '.join(near_chance) or 'none'}.",
             "",
         ]
