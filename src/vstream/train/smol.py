@@ -39,6 +39,9 @@ VISION_TARGET = 0.99
 it goes on for `vision_seconds`). At 0.97 a tower stopped with shape at 0.97 and the model built on it was right
 about `now` 89.6 % of the time on one-hour streams, against 98.5 % with a tower at 0.98."""
 
+TEXT_FOLDER = "text"
+"""Where a build keeps its untrained checkpoint with the LLM taught on transcripts (the language training's start)."""
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -56,7 +59,7 @@ class SmolBuild:
     vision_tower: str | None = None
     """A taught smol vision tower folder to use as it is (`smol`: the shipped model's) instead of teaching one."""
     text_steps: int = 2000
-    """Steps (of 16 conversations) teaching the new LLM the world's questions on transcripts (0: none)."""
+    """Steps (of `text_pretrain`'s batches) teaching the new LLM the world's questions on transcripts (0: none)."""
 
 
 def build_smol(out: str | os.PathLike, build: SmolBuild = SmolBuild()) -> Path:
@@ -84,8 +87,9 @@ def build_smol(out: str | os.PathLike, build: SmolBuild = SmolBuild()) -> Path:
 
     step("world", (world_dir / TRAINING).is_file(), world)
     step("vision", (init / "config.json").is_file(), lambda: _vision_and_init(init, build))
-    start = out / "text" if build.text_steps else init
+    start = init
     if build.text_steps:
+        start = out / TEXT_FOLDER
         step("text", (start / "config.json").is_file(), lambda: _text(init, start, build))
     step("features", (features / ".done").is_file(), lambda: _features(init, world_dir / "videos", features))
     overrides = [
@@ -105,7 +109,7 @@ def build_smol(out: str | os.PathLike, build: SmolBuild = SmolBuild()) -> Path:
 def language_start(out: str | os.PathLike) -> Path:
     """The checkpoint a build's language training starts from: the untrained one (`out/init`) with its LLM taught
     on transcripts (`out/text`), or `out/init` itself for a build made without that step."""
-    text = Path(out) / "text"
+    text = Path(out) / TEXT_FOLDER
     return text if (text / "config.json").is_file() else Path(out) / "init"
 
 
@@ -114,6 +118,7 @@ def _text(init: Path, out: Path, build: SmolBuild) -> dict:
     result = pretrain_on_transcripts(init, out, steps=build.text_steps, seed=build.seed)
     return {
         "steps": result.steps,
+        "batch": result.batch_size,
         "loss": [round(result.first_loss, 4), round(result.last_loss, 4)],
         "held_out_accuracy": result.accuracy,
     }
@@ -222,7 +227,8 @@ def _text_line(text: dict | None) -> list[str]:
         return []
     accuracy = ", ".join(f"{kind} {value:.2f}" for kind, value in text["held_out_accuracy"].items())
     return [
-        f"- Language model first taught on transcripts ({text['steps']:,} steps of 16 conversations, "
+        f"- Language model first taught on transcripts ({text['steps']:,} steps of {text.get('batch', 16)} "
+        "conversations, "
         f"`vstream.train.text_pretrain`); held-out transcript questions answered: {accuracy}."
     ]
 

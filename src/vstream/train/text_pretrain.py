@@ -42,10 +42,12 @@ Sample = tuple[list[int], list[int], list[str]]
 
 @dataclass(frozen=True)
 class TextPretrainResult:
-    """Steps run, the mean loss of the first and last tenth of them, and per question type the share of held-out
-    transcript questions whose answer the model writes exactly (teacher-forced, greedy per token)."""
+    """Steps run (of `batch_size` conversations), the mean loss of the first and last tenth of them, and per question
+    type the share of held-out transcript questions whose answer the model writes exactly (teacher-forced, greedy
+    per token)."""
 
     steps: int
+    batch_size: int
     first_loss: float
     last_loss: float
     accuracy: dict[str, float]
@@ -77,6 +79,8 @@ def pretrain_on_transcripts(
 ) -> TextPretrainResult:
     """Train the language model of the checkpoint `folder` on transcript conversations for `steps` steps (AdamW,
     linear warm-up, cosine decay) and write the checkpoint with it to `out` (the rest copied as it is)."""
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
     folder, out = Path(folder), Path(out)
     tokenizer = load_tokenizer(folder)
     processor = VStreamProcessor(tokenizer, "vicuna_v1")
@@ -105,10 +109,8 @@ def pretrain_on_transcripts(
     shutil.copytree(folder, out, dirs_exist_ok=True)
     model.save_pretrained(out)
     tenth = max(1, steps // 10)
-    result = (
-        TextPretrainResult(steps, float(np.mean(losses[:tenth])), float(np.mean(losses[-tenth:])), accuracy)
-        if losses
-        else TextPretrainResult(0, math.nan, math.nan, accuracy)
+    result = TextPretrainResult(
+        steps, batch_size, float(np.mean(losses[:tenth])), float(np.mean(losses[-tenth:])), accuracy
     )
     log.info(
         "text pretraining: %d steps, loss %.3f -> %.3f, held out %s",
