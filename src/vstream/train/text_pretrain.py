@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 TEXT_WORLD_OFFSET = 100
 """The transcripts' streams are world `seed + 100`: never the video world `seed` nor its held-out `seed + 1`."""
+HELDOUT_OFFSET = 1_000
+"""The held-out transcripts' streams are world `seed + 100 + 1000`, never trained on."""
 STREAM_SECONDS = (120, 240, 300, 600)
 """Lengths of the transcribed streams (drawn in turn)."""
 MOMENTS = 4
@@ -86,7 +88,7 @@ def pretrain_on_transcripts(
     processor = VStreamProcessor(tokenizer, "vicuna_v1")
     pad = tokenizer.pad_token_id or 0
     world = seed + TEXT_WORLD_OFFSET
-    held = [s for i in range(heldout_streams) for s in transcript_samples(processor, world + 1_000, i, 300)]
+    held = [s for i in range(heldout_streams) for s in transcript_samples(processor, world + HELDOUT_OFFSET, i, 300)]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = VStreamLlamaForCausalLM.from_pretrained(folder, torch_dtype=torch.float32)
