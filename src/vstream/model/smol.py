@@ -86,6 +86,10 @@ def make_smol_model(
             num_attention_heads=4,
             num_key_value_heads=4,
             max_position_embeddings=1024,
+            # One matrix reads and writes words: copying a word of the context (the digit, an object named in the
+            # question) then needs no second mapping learned from nothing. On transcripts this took `detail` from
+            # 0.09 to 1.00 and `beginning` from 0.50 to 0.98 in the same 2,000 steps (the README).
+            tie_word_embeddings=True,
             mm_hidden_size=vision.config.hidden_size,
             mm_vision_select_layer=-1,
             **SMOL_MEMORY,

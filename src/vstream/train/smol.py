@@ -191,8 +191,9 @@ def write_model_card(
             "# vstream-smol",
             "",
             "A small Flash-VStream (the released architecture at small sizes: a 3-layer CLIP-architecture vision",
-            "tower for 64×64 frames, a 4-layer LLaMA, the STAR memory at 200 tokens) trained on a 2-core CPU on the",
-            "synthetic world of `vstream data synth`. It answers questions about streams of that world only.",
+            "tower for 64×64 frames, a 4-layer LLaMA with tied input and output embeddings, the STAR memory at 200",
+            "tokens) trained on a 2-core CPU on the synthetic world of `vstream data synth`. It answers questions",
+            "about streams of that world only.",
             "",
             f"- Made by: `{command}`",
             f"- Seed {settings['seed']}; {settings['streams']} training streams of {settings['minutes']:g} minutes, "
