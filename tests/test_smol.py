@@ -112,6 +112,12 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
     assert hits["asked"] > 0 and 0 <= hits["retrieved_from_digit_scene"] <= hits["asked"]
     assert set(hits["learned"]) == {"projector_init_transformers", "projector_init_pytorch"}
     assert all(0 <= run["accuracy"] <= 1 and run["held_out"] >= 1 for run in hits["learned"].values())
+    text = str(tmp_path / "text")
+    started = [*retrieval, "--learn", "2", "--held-out", "1", "--start", text]
+    result = subprocess.run(started, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = json.loads(result.stdout.strip().splitlines()[-1])["learned"].items()
+    assert run[0] == text and run[1]["held_out"] == 1 and len(run[1]["loss_every_50"]) == 1
     ablation = [sys.executable, "benchmarks/star_ablation.py", "--build", str(tmp_path), "--variants"]
     ablation += ["full,no_spatial,abstract_average", "--seconds", "1"]
     ablation += ["--heldout", "1", "--heldout-minutes", "1.5"]
