@@ -120,17 +120,17 @@ def learn_to_read(
         optimizer.step()
         losses.append(loss.item())
     llm.eval()
-    right, held_out = 0, samples[split:]
+    right, held = 0, samples[split:]
     with torch.no_grad():
-        for sample in held_out:
+        for sample in held:
             embeds, labels, mask = batch_inputs(llm, processor, config, [sample])
             answer = int((labels[0] != IGNORE_INDEX).nonzero()[0])  # the digit's position (its first label)
             right += int(llm(inputs_embeds=embeds, attention_mask=mask).logits[0, answer - 1].argmax()) == int(
                 labels[0, answer]
             )
     curve = [round(sum(losses[i : i + 50]) / len(losses[i : i + 50]), 3) for i in range(0, len(losses), 50)]
-    accuracy = round(right / max(len(held_out), 1), 3)
-    return {"steps": steps, "held_out": len(held_out), "accuracy": accuracy, "loss_every_50": curve}
+    accuracy = round(right / max(len(held), 1), 3)
+    return {"steps": steps, "held_out": len(held), "accuracy": accuracy, "loss_every_50": curve}
 
 
 if __name__ == "__main__":
