@@ -55,8 +55,14 @@ def add_build_smol_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--text-steps",
         type=int,
-        default=2000,
+        default=1600,
         help="steps teaching the new language model the world's questions on transcripts before the memory (0: none)",
+    )
+    parser.add_argument(
+        "--read-steps",
+        type=int,
+        default=1000,
+        help="steps teaching the model to read the corner digit from its memory before the language training (0: none)",
     )
     parser.add_argument(
         "--vision-tower",
@@ -88,10 +94,11 @@ def cmd_build_smol(args: argparse.Namespace) -> int:
         or min(args.minutes, args.heldout_minutes) < 1.5
         or args.vision_seconds <= 0
         or args.text_steps < 0
+        or args.read_steps < 0
     ):
         raise ConfigError(
             "--streams and --heldout must be >= 1, --minutes and --heldout-minutes >= 1.5, --vision-seconds > 0, "
-            "--text-steps >= 0"
+            "--text-steps and --read-steps >= 0"
         )
     if args.vision_tower not in (None, "smol") and not (Path(args.vision_tower) / "config.json").is_file():
         raise ConfigError(f"--vision-tower {args.vision_tower}: not a vision tower folder (no config.json)")
@@ -103,6 +110,7 @@ def cmd_build_smol(args: argparse.Namespace) -> int:
         tuple(args.overrides),
         args.vision_tower,
         args.text_steps,
+        args.read_steps,
     )
     checkpoint = build_smol(args.out, build)
     heldout = write_world(

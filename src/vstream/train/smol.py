@@ -1,6 +1,6 @@
 """Build vstream-smol from nothing: the synthetic world's data, a vision tower taught its frames, the untrained
-checkpoint, its language model taught the world's questions in words, the frames' features, and the training run
-of the `smol` preset.
+checkpoint, its language model taught the world's questions in words, the frames' features, the model taught to
+read the corner digit from its memory, and the training run of the `smol` preset.
 
 Each step leaves its output under one folder and is skipped when that output is already there, so an interrupted
 build resumes; the whole build is a function of its seed.
@@ -25,6 +25,7 @@ from vstream.model.smol import SMOL, make_smol_model, smol_folder, smol_vision_c
 from vstream.stream.clips import encode_clip
 from vstream.synth.files import TRAINING, write_world
 from vstream.train.config import TrainConfig, load_train_config
+from vstream.train.read_pretrain import pretrain_reading
 from vstream.train.text_pretrain import pretrain_on_transcripts
 from vstream.train.trainer import train
 from vstream.train.vision_pretrain import pretrain_vision_tower
@@ -40,7 +41,9 @@ it goes on for `vision_seconds`). At 0.97 a tower stopped with shape at 0.97 and
 about `now` 89.6 % of the time on one-hour streams, against 98.5 % with a tower at 0.98."""
 
 TEXT_FOLDER = "text"
-"""Where a build keeps its untrained checkpoint with the LLM taught on transcripts (the language training's start)."""
+"""Where a build keeps its untrained checkpoint with the LLM taught on transcripts."""
+READ_FOLDER = "read"
+"""Where a build keeps that checkpoint after it learned to read the corner digit (the language training's start)."""
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -58,8 +61,11 @@ class SmolBuild:
     """`key=value` changes to the `smol` training preset (e.g. `max_steps=50`)."""
     vision_tower: str | None = None
     """A taught smol vision tower folder to use as it is (`smol`: the shipped model's) instead of teaching one."""
-    text_steps: int = 2000
+    text_steps: int = 1600
     """Steps (of `text_pretrain`'s batches) teaching the new LLM the world's questions on transcripts (0: none)."""
+    read_steps: int = 1000
+    """Steps (of `read_pretrain`'s batches) teaching the model to read the corner digit from its memory, with the
+    transcripts rehearsed, before the language training (0: none)."""
 
 
 def build_smol(out: str | os.PathLike, build: SmolBuild = SmolBuild()) -> Path:
@@ -92,6 +98,10 @@ def build_smol(out: str | os.PathLike, build: SmolBuild = SmolBuild()) -> Path:
         start = out / TEXT_FOLDER
         step("text", (start / "config.json").is_file(), lambda: _text(init, start, build))
     step("features", (features / ".done").is_file(), lambda: _features(init, world_dir / "videos", features))
+    if build.read_steps:
+        text, start = start, out / READ_FOLDER
+        records = world_dir / TRAINING
+        step("read", (start / "config.json").is_file(), lambda: _read(text, start, records, features, build))
     overrides = [
         f"model={start}",
         f"output_dir={out / 'checkpoint'}",
@@ -107,8 +117,9 @@ def build_smol(out: str | os.PathLike, build: SmolBuild = SmolBuild()) -> Path:
 
 
 def language_start(out: str | os.PathLike) -> Path:
-    """The checkpoint a build's language training starts from: the untrained one (`out/init`) with its LLM taught
-    on transcripts (`out/text`), or `out/init` itself for a build made without that step."""
+    """The checkpoint a build's memory training starts from before any memory was used: the untrained one
+    (`out/init`) with its LLM taught on transcripts (`out/text`), or `out/init` itself for a build made without
+    that step. (The shipped recipe's language training starts from `out/read`, which learned with the full memory.)"""
     text = Path(out) / TEXT_FOLDER
     return text if (text / "config.json").is_file() else Path(out) / "init"
 
@@ -121,6 +132,19 @@ def _text(init: Path, out: Path, build: SmolBuild) -> dict:
         "batch": result.batch_size,
         "loss": [round(result.first_loss, 4), round(result.last_loss, 4)],
         "held_out_accuracy": result.accuracy,
+    }
+
+
+def _read(start: Path, out: Path, records: Path, features: Path, build: SmolBuild) -> dict:
+    """Teach the model of `start` to read the corner digit from its memory, transcripts rehearsed; to `out`."""
+    result = pretrain_reading(start, out, records, features, steps=build.read_steps, seed=build.seed)
+    return {
+        "steps": result.steps,
+        "samples": result.samples,
+        "loss_every_50": result.loss_every_50,
+        "held_out": result.held_out,
+        "held_out_accuracy": result.held_out_accuracy,
+        "transcript_accuracy": result.transcript_accuracy,
     }
 
 
@@ -179,10 +203,12 @@ def write_model_card(
     world, vision_step, train_step = record.get("world", {}), record.get("vision", {}), record.get("train", {})
     taught, learned = vision_step.get("seconds", 0), train_step.get("seconds", 0)
     read = record.get("text", {}).get("seconds", 0)
+    digit = record.get("read", {}).get("seconds", 0)
     prepared = world.get("seconds", 0) + record.get("features", {}).get("seconds", 0)
     steps = (
-        f"{(taught + read + learned) / 60:.1f} minutes of training (vision tower {taught:.0f} s, "
-        f"{f'transcripts {read:.0f} s, ' if read else ''}language {learned:.0f} s) "
+        f"{(taught + read + digit + learned) / 60:.1f} minutes of training (vision tower {taught:.0f} s, "
+        f"{f'transcripts {read:.0f} s, ' if read else ''}{f'reading the digit {digit:.0f} s, ' if digit else ''}"
+        f"language {learned:.0f} s) "
         f"and {prepared / 60:.1f} of data preparation (world {world.get('seconds', 0):.0f} s, features "
         f"{record.get('features', {}).get('seconds', 0):.0f} s)"
     )
@@ -205,6 +231,7 @@ def write_model_card(
             if "from" not in vision_step
             else f"- Vision tower: taken as it was from {vision_step['from']}.",
             *_text_line(record.get("text")),
+            *_read_line(record.get("read")),
             "",
             "## Held-out accuracy (streams of another seed, asked online, exact match)",
             "",
@@ -231,6 +258,18 @@ def _text_line(text: dict | None) -> list[str]:
         f"- Language model first taught on transcripts ({text['steps']:,} steps of {text.get('batch', 16)} "
         "conversations, "
         f"`vstream.train.text_pretrain`); held-out transcript questions answered: {accuracy}."
+    ]
+
+
+def _read_line(read: dict | None) -> list[str]:
+    """The card's line on the digit-reading step, where the build had one."""
+    if not read:
+        return []
+    kept = ", ".join(f"{kind} {value:.2f}" for kind, value in read["transcript_accuracy"].items())
+    return [
+        f"- Then taught to read the corner digit from its memory ({read['steps']:,} steps of 4 single `detail` "
+        f"questions, transcripts rehearsed, `vstream.train.read_pretrain`): {read['held_out_accuracy']:.2f} of "
+        f"{read['held_out']} held-out questions answered; transcript questions after it: {kept}."
     ]
 
 

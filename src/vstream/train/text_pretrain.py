@@ -88,26 +88,26 @@ def pretrain_on_transcripts(
     processor = VStreamProcessor(tokenizer, "vicuna_v1")
     pad = tokenizer.pad_token_id or 0
     world = seed + TEXT_WORLD_OFFSET
-    held = [s for i in range(heldout_streams) for s in transcript_samples(processor, world + HELDOUT_OFFSET, i, 300)]
+    held = heldout_transcripts(processor, world, heldout_streams)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = VStreamLlamaForCausalLM.from_pretrained(folder, torch_dtype=torch.float32)
         model.train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
-        stream = _endless(processor, world)
+        stream = transcript_stream(processor, world)
         losses = []
         for step in tqdm(range(steps), desc="text pretraining", unit="step"):
             scale = min(1.0, (step + 1) / warmup_steps) * 0.5 * (1 + math.cos(math.pi * step / steps))
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate * scale
-            ids, mask, labels = _batch([next(stream) for _ in range(batch_size)], pad)
+            ids, mask, labels = pad_batch([next(stream) for _ in range(batch_size)], pad)
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             losses.append(loss.item())
-        accuracy = _accuracy(model, held, pad)
+        accuracy = transcript_accuracy(model, held, pad)
     shutil.copytree(folder, out, dirs_exist_ok=True)
     model.save_pretrained(out)
     tenth = max(1, steps // 10)
@@ -124,15 +124,21 @@ def pretrain_on_transcripts(
     return result
 
 
-def _endless(processor: VStreamProcessor, world: int) -> Iterator[Sample]:
+def heldout_transcripts(processor: VStreamProcessor, world: int, streams: int = 60) -> list[Sample]:
+    """The conversations of `streams` five-minute streams of world `world + HELDOUT_OFFSET`, never trained on."""
+    return [s for i in range(streams) for s in transcript_samples(processor, world + HELDOUT_OFFSET, i, 300)]
+
+
+def transcript_stream(processor: VStreamProcessor, world: int) -> Iterator[Sample]:
+    """Transcript conversations of world `world`'s streams, one stream after the other, without end."""
     index = 0
     while True:
         yield from transcript_samples(processor, world, index, STREAM_SECONDS[index % len(STREAM_SECONDS)])
         index += 1
 
 
-def _batch(samples: list[Sample], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded ids, attention mask and labels."""
+def pad_batch(samples: list[Sample], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ids, attention mask and labels of transcript conversations."""
     width = max(len(ids) for ids, _, _ in samples)
     ids = torch.full((len(samples), width), pad)
     labels = torch.full((len(samples), width), IGNORE_INDEX)
@@ -144,14 +150,14 @@ def _batch(samples: list[Sample], pad: int) -> tuple[torch.Tensor, torch.Tensor,
     return ids, mask, labels
 
 
-def _accuracy(model: VStreamLlamaForCausalLM, samples: list[Sample], pad: int) -> dict[str, float]:
+def transcript_accuracy(model: torch.nn.Module, samples: list[Sample], pad: int) -> dict[str, float]:
     """Per question type, the share of answers (each with its end mark) whose every token is the model's top pick."""
     right: dict[str, list[bool]] = defaultdict(list)
     model.eval()
     with torch.no_grad():
         for start in range(0, len(samples), 64):
             chunk = samples[start : start + 64]
-            ids, mask, labels = _batch(chunk, pad)
+            ids, mask, labels = pad_batch(chunk, pad)
             picks = model(input_ids=ids, attention_mask=mask).logits[:, :-1].argmax(-1)
             targets = labels[:, 1:]
             for row, (_, _, types) in enumerate(chunk):
