@@ -143,7 +143,10 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
     assert all(line["steps"] >= 1 and set(line["by_type"]) <= set(QUESTION_TYPES) for line in lines)
 
 
-@pytest.mark.parametrize("wrong", [["--streams", "0"], ["--minutes", "0.5"], ["--heldout", "0"]])
+@pytest.mark.parametrize(
+    "wrong",
+    [["--streams", "0"], ["--minutes", "0.5"], ["--heldout", "0"], ["--text-steps", "-1"], ["--read-steps", "-1"]],
+)
 def test_build_smol_refuses_wrong_sizes_before_any_work(tmp_path, capsys, wrong):
     from vstream.__main__ import main
 
