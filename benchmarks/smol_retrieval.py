@@ -39,6 +39,7 @@ from vstream.model.processing_vstream import IGNORE_INDEX
 from vstream.synth.files import TRAINING, read_plans
 from vstream.train.data import TrainingSample
 from vstream.train.model import batch_inputs
+from vstream.train.read_pretrain import single_question_records
 
 PROJECTOR_INITS = ("transformers", "pytorch")
 
@@ -60,9 +61,7 @@ def main() -> None:
     records = json.loads((world / TRAINING).read_text())[: args.samples : args.every]
     asked = hits = 0
     memories: list[tuple[Tensor, str, str]] = []
-    for record in records:
-        if "detail" not in record["types"]:
-            continue
+    for record in single_question_records(records, "detail"):
         plan = plans[Path(record["video"]).stem]
         clip = read_feature_clip(world / "features" / f"{plan.stream_id}.safetensors")
         kept = sum(t <= record["end_time"] + 1e-6 for t in clip.times)
@@ -72,9 +71,8 @@ def main() -> None:
         retrieved = [item for item in snapshot.items if item.memory == "retrieved"]
         hits += any(scene.start <= item.time_start and item.time_end < scene.end for item in retrieved)
         asked += 1
-        turn = 2 * record["types"].index("detail")
-        question = record["conversations"][turn]["value"].replace("<video>\n", "")
-        memories.append((snapshot.tokens, question, record["conversations"][turn + 1]["value"]))
+        question, answer = (turn["value"] for turn in record["conversations"])
+        memories.append((snapshot.tokens, question.replace("<video>\n", ""), answer))
     result = {"asked": asked, "retrieved_from_digit_scene": hits, "rate": round(hits / max(asked, 1), 3)}
     if args.learn and args.start:
         result["learned"] = {str(s): learn_to_read(s, memories, args.learn, None, args.held_out) for s in args.start}
