@@ -22,6 +22,7 @@ from vstream.model.modeling_vstream import VStreamLlamaForCausalLM, init_new_mod
 from vstream.model.prompts import TEMPLATES
 from vstream.model.tiny import build_tiny_tokenizer, tiny_config
 from vstream.synth.questions import question_corpus
+from vstream.synth.world import COLOURS, SHAPES
 
 SMOL = "smol"
 """The name of the shipped smol checkpoint wherever a model is named (`--model smol`)."""
@@ -37,6 +38,9 @@ def smol_folder() -> Path:
         )
     return SMOL_FOLDER
 
+
+OBJECTS = tuple(f"{colour} {shape}" for colour in COLOURS for shape in SHAPES)
+"""The world's objects, each one token of the smol tokenizer."""
 
 SMOL_MEMORY = {
     "compress_size": 8,  # s_s: spatial and retrieved frames in full (8×8)
@@ -74,7 +78,10 @@ def make_smol_model(
     roles = " ".join(f"{role}:" for t in TEMPLATES.values() for role in t.roles if role)  # each role word one token
     corpus = [*(t.system for t in TEMPLATES.values() if t.system), *question_corpus(), roles]
     # Punctuation apart: `Which appeared first, the red circle or the blue square?` ends in the answer's tokens.
-    tokenizer = build_tiny_tokenizer(vocab_size, corpus, split_punctuation=True)
+    # Each object one token (`red circle`): an answer is one token, and whether an object was named before is one
+    # token's match (on held-out transcripts, after 800 steps, `now` 0.95 instead of 0.12 and `order` 0.65
+    # instead of 0.11; the README).
+    tokenizer = build_tiny_tokenizer(vocab_size, corpus, split_punctuation=True, phrases=OBJECTS)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         vision = vision if vision is not None else CLIPVisionModel(smol_vision_config())

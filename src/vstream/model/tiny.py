@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import CLIPVisionConfig, CLIPVisionModel, PreTrainedTokenizerFast
 
 from vstream.model.compat import clip_image_processor_class, progress_bars
@@ -51,21 +53,26 @@ _CORPUS = [
 
 
 def build_tiny_tokenizer(
-    vocab_size: int = 512, corpus: list[str] | None = None, *, split_punctuation: bool = False
+    vocab_size: int = 512,
+    corpus: list[str] | None = None,
+    *,
+    split_punctuation: bool = False,
+    phrases: Sequence[str] = (),
 ) -> PreTrainedTokenizerFast:
     """A SentencePiece-like BPE tokenizer (`▁` marks spaces) trained on a few sentences (`corpus`, default a
     handful about videos), over printable ASCII.
 
     Every token decodes to printable text, so a random model writes nonsense words rather than broken
     bytes; characters outside the alphabet become `<unk>`. `<s>` is BOS, `</s>` EOS. With `split_punctuation`,
-    punctuation is a token of its own: a word is then the same token before a `?` as in an answer.
+    punctuation is a token of its own: a word is then the same token before a `?` as in an answer. Each of
+    `phrases` (words joined by single spaces, e.g. `red circle`) is kept in one piece, so that it becomes one token
+    wherever it stands, provided `corpus` holds it and `vocab_size` leaves room.
     """
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    metaspace = pre_tokenizers.Metaspace()
-    tokenizer.pre_tokenizer = (
-        pre_tokenizers.Sequence([metaspace, pre_tokenizers.Punctuation()]) if split_punctuation else metaspace
-    )
+    tokenizer.pre_tokenizer = _pre_tokenizer(split_punctuation, phrases)
     tokenizer.decoder = decoders.Metaspace()
+    if phrases:  # Metaspace's decoder drops every `▁` of the first token, the one inside `▁red▁circle` too
+        tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
     alphabet = [chr(c) for c in range(33, 127)] + ["\n", "▁"]
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"], initial_alphabet=alphabet, show_progress=False
@@ -78,6 +85,18 @@ def build_tiny_tokenizer(
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<unk>"
     )
+
+
+def _pre_tokenizer(split_punctuation: bool, phrases: Sequence[str]) -> pre_tokenizers.PreTokenizer:
+    """Words cut at their `▁` (a space), except inside a phrase; punctuation apart if asked."""
+    steps = [pre_tokenizers.Metaspace()]
+    if phrases:
+        whole = "|".join(re.escape("▁" + phrase.replace(" ", "▁")) for phrase in sorted(phrases, key=len)[::-1])
+        pieces = Regex(f"(?:{whole})(?![\\w])|▁[^▁]*|[^▁]+")
+        steps = [pre_tokenizers.Metaspace(split=False), pre_tokenizers.Split(pieces, "isolated")]
+    if split_punctuation:
+        steps.append(pre_tokenizers.Punctuation())
+    return steps[0] if len(steps) == 1 else pre_tokenizers.Sequence(steps)
 
 
 def tiny_config(vocab_size: int, **overrides: object) -> VStreamConfig:
