@@ -16,7 +16,7 @@ from transformers import CLIPVisionModel
 from vstream.model import VStream
 from vstream.model.smol import OBJECTS, make_smol_model, smol_vision_config
 from vstream.synth.questions import QUESTION_TYPES, question_corpus
-from vstream.train.smol import CLIP_MEAN, CLIP_STD
+from vstream.train.smol import CLIP_MEAN, CLIP_STD, build_warnings
 from vstream.train.vision_pretrain import pretrain_vision_tower
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,6 +119,10 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
     card = (tmp_path / "checkpoint" / "README.md").read_text()
     assert "vstream build-smol --out" in card and "| now |" in card and "taken as it was from" in card
     assert "taught on transcripts (10 steps" in card and "read the corner digit from its memory (3 steps" in card
+    # 10 transcript steps and 3 reading steps learn neither: the card and the log say so, with what to do
+    assert "**Warning:** The transcript stage has not learned to copy an object" in card
+    assert "**Warning:** The reading step has not found the corner digit" in card and "--read-steps" in card
+    assert "smol build: The reading step has not found the corner digit" in first.stderr
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     redone = json.loads((tmp_path / "build.json").read_text())
@@ -201,6 +205,22 @@ def test_the_shipped_smol_model_sees_now_the_beginning_and_the_corner_digit_and_
     assert row["by_type"]["now"]["predicted"] >= 50 and min(row["by_type"][k]["predicted"] for k in learned) >= 25
     for kind, least in learned.items():  # its model card: about 99, 99, 27, 34 and 89 %
         assert row["by_type"][kind]["accuracy"] >= least >= 100 * CHANCE[kind] * 2, (kind, row["by_type"][kind])
+
+
+def test_a_build_warns_when_its_transcripts_or_its_reading_step_learned_nothing():
+    shipped = {  # the shipped build's record, in part
+        "text": {"held_out_accuracy": {"beginning": 1.0, "count": 0.63, "now": 1.0, "order": 0.77}},
+        "read": {"held_out": 200, "held_out_accuracy": 0.66},
+    }
+    assert build_warnings(shipped) == [] and build_warnings({}) == []
+    seed_3 = {
+        "text": {"held_out_accuracy": {"beginning": 0.04, "count": 0.99, "now": 0.07, "order": 0.07}},
+        "read": {"held_out": 200, "held_out_accuracy": 0.08},
+    }
+    copy, read = build_warnings(seed_3)
+    assert "copy an object (now 0.07, beginning 0.04" in copy and "--seed" in copy
+    assert "(0.08 of 200 held-out questions" in read and "--read-steps" in read
+    assert len(build_warnings({"read": seed_3["read"]})) == 1
 
 
 def test_teaching_the_language_model_on_transcripts_lowers_its_loss_and_keeps_the_rest(tmp_path):

@@ -45,6 +45,13 @@ TEXT_FOLDER = "text"
 READ_FOLDER = "read"
 """Where a build keeps that checkpoint after it learned to read the corner digit (the language training's start)."""
 
+COPY_LEAST = 0.5
+"""Held-out transcript accuracy on `now` and `beginning` under which a build warns that its LLM has not learned to
+copy an object (the shipped build: 1.00 and 1.00; seed 3: 0.07 and 0.04)."""
+READ_LEAST = 0.5
+"""Held-out accuracy of the reading step under which a build warns that the digit was not found (the shipped
+build: 0.66; seed 3: 0.08)."""
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -80,10 +87,12 @@ def build_smol(out: str | os.PathLike, build: SmolBuild = SmolBuild()) -> Path:
     def step(name: str, done: bool, work) -> None:
         if done and name in record:
             log.warning("smol build: %s already done, kept", name)
-            return
-        start = time.perf_counter()
-        record[name] = {**(work() or {}), "seconds": round(time.perf_counter() - start, 1)}
-        record_file.write_text(json.dumps(record, indent=1) + "\n")
+        else:
+            start = time.perf_counter()
+            record[name] = {**(work() or {}), "seconds": round(time.perf_counter() - start, 1)}
+            record_file.write_text(json.dumps(record, indent=1) + "\n")
+        for warning in build_warnings({name: record[name]}):  # as soon as the step shows it, not after the build
+            log.warning("smol build: %s", warning)
 
     world_dir, init, features = out / "data" / "train", out / "init", out / "data" / "train" / "features"
 
@@ -122,6 +131,29 @@ def language_start(out: str | os.PathLike) -> Path:
     that step. (The shipped recipe's language training starts from `out/read`, which learned with the full memory.)"""
     text = Path(out) / TEXT_FOLDER
     return text if (text / "config.json").is_file() else Path(out) / "init"
+
+
+def build_warnings(record: dict) -> list[str]:
+    """What in a build's record says its model will come out weak, and why: a transcript stage that has not learned
+    to copy an object, or a reading step that has not found the corner digit. Both depend on the seed: with seed 3
+    both happened, and that model answered `order` 25.8 % and `detail` 9.5 % on 200 held-out streams."""
+    warnings = []
+    text = record.get("text", {}).get("held_out_accuracy", {})
+    copied = {kind: text[kind] for kind in ("now", "beginning") if kind in text}
+    if copied and min(copied.values()) < COPY_LEAST:
+        shown = ", ".join(f"{kind} {value:.2f}" for kind, value in copied.items())
+        warnings.append(
+            f"The transcript stage has not learned to copy an object ({shown} on held-out transcripts): expect "
+            "`order` and `detail` near or below chance. Build again with another --seed or more --text-steps."
+        )
+    read = record.get("read")
+    if read and read["held_out_accuracy"] < READ_LEAST:
+        warnings.append(
+            f"The reading step has not found the corner digit ({read['held_out_accuracy']:.2f} of {read['held_out']} "
+            "held-out questions; chance 0.10): expect `detail` near chance. Build again with another --seed or more "
+            "--read-steps."
+        )
+    return warnings
 
 
 def _text(init: Path, out: Path, build: SmolBuild) -> dict:
@@ -242,6 +274,7 @@ def write_model_card(
             f"Bar met: {', '.join(met) or 'none'}. Within 15 points of chance on this check: "
             f"{', '.join(near_chance) or 'none'}.",
             "",
+            *(f"**Warning:** {warning}\n" for warning in build_warnings(record)),
         ]
     )
     path = checkpoint / "README.md"
