@@ -141,7 +141,7 @@ def build_warnings(record: dict) -> list[str]:
     text = record.get("text", {}).get("held_out_accuracy", {})
     copied = {kind: text[kind] for kind in ("now", "beginning") if kind in text}
     if copied and min(copied.values()) < COPY_LEAST:
-        shown = ", ".join(f"{kind} {value:.2f}" for kind, value in copied.items())
+        shown = _per_type(copied)
         warnings.append(
             f"The transcript stage has not learned to copy an object ({shown} on held-out transcripts): expect "
             "`order` and `detail` near or below chance. Build again with another --seed or more --text-steps."
@@ -286,7 +286,7 @@ def _text_line(text: dict | None) -> list[str]:
     """The card's line on the transcript step, where the build had one."""
     if not text:
         return []
-    accuracy = ", ".join(f"{kind} {value:.2f}" for kind, value in text["held_out_accuracy"].items())
+    accuracy = _per_type(text["held_out_accuracy"])
     return [
         f"- Language model first taught on transcripts ({text['steps']:,} steps of {text.get('batch', 16)} "
         "conversations, "
@@ -298,12 +298,17 @@ def _read_line(read: dict | None) -> list[str]:
     """The card's line on the digit-reading step, where the build had one."""
     if not read:
         return []
-    kept = ", ".join(f"{kind} {value:.2f}" for kind, value in read["transcript_accuracy"].items())
+    kept = _per_type(read["transcript_accuracy"])
     return [
         f"- Then taught to read the corner digit from its memory ({read['steps']:,} steps of 4 single `detail` "
         f"questions, transcripts rehearsed, `vstream.train.read_pretrain`): {read['held_out_accuracy']:.2f} of "
         f"{read['held_out']} held-out questions answered; transcript questions after it: {kept}."
     ]
+
+
+def _per_type(accuracy: dict[str, float]) -> str:
+    """Accuracies per question type as the card and the warnings write them: `now 1.00, beginning 0.98`."""
+    return ", ".join(f"{kind} {value:.2f}" for kind, value in accuracy.items())
 
 
 def _thousands(count: int | None) -> str:
