@@ -179,3 +179,20 @@ def test_state_saved_in_one_order_reads_out_in_the_other(tmp_path):
     direct = stream(config.replace(readout_order="released"), frames, times)
     assert torch.equal(released.readout().tokens, direct.readout().tokens)
     assert released.readout().items == direct.readout().items
+
+
+@pytest.mark.parametrize("rows, dim", [(3, 64), (5, 64), (37, 1024)])
+def test_the_retrieval_distance_ties_equal_frames_bit_for_bit_and_agrees_with_the_matrix_product(rows, dim):
+    """Equal keys must tie exactly (the earlier frame then wins), whatever the backend's matrix product rounds: on a
+    CPU with AMX, a product of 3 equal rows of 64 by 3 centers gave the middle row another last bit."""
+    from vstream.memory.star import squared_distances, tied_squared_distances
+
+    generator = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.bfloat16):
+        for _ in range(5):
+            key, centers = (torch.randn(n, dim, generator=generator).to(dtype).float() for n in (1, 3))
+            keys = torch.cat([key.repeat(rows, 1), torch.randn(4, dim, generator=generator)])
+            tied = tied_squared_distances(keys, centers)
+            assert tied.shape == (rows + 4, 3) and bool((tied[:rows] == tied[0]).all())
+            torch.testing.assert_close(tied, squared_distances(keys, centers), rtol=1e-5, atol=1e-3)
+    assert tied_squared_distances(keys[:0], centers).shape == (0, 3)

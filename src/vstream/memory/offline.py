@@ -29,8 +29,8 @@ from vstream.memory.star import (
     cluster_times,
     pick_distinct_nearest,
     pool,
-    squared_distances,
     temporal_parts,
+    tied_squared_distances,
 )
 
 
@@ -119,7 +119,7 @@ def _clip_search(grid: Tensor, keys: Tensor, times: np.ndarray, cfg: MemoryConfi
     first = max(len(times) - cfg.retrieval_buffer, 0) if cfg.retrieval_source == "buffer" else 0
 
     def search(centers: Tensor, cluster_ids: np.ndarray) -> tuple[Tensor, np.ndarray]:
-        distances = squared_distances(keys[first:], centers).double().cpu().numpy()
+        distances = tied_squared_distances(keys[first:], centers).double().cpu().numpy()
         picked = pick_distinct_nearest(distances, np.arange(first, len(times)), times[first:])
         frames = pool(grid[torch.from_numpy(picked).to(grid.device)], cfg.spatial_pool).to(dtype)
         return frames, times[picked]

@@ -29,7 +29,7 @@ from vstream.memory.star import (
     keep_nearest_per_cluster,
     log_spaced_recent,
     pick_distinct_nearest,
-    squared_distances,
+    tied_squared_distances,
 )
 
 
@@ -109,7 +109,7 @@ class _SlabStore(FrameStore):
     def search(self, centers: Tensor, cluster_ids: np.ndarray) -> tuple[Tensor, np.ndarray]:
         slots = np.flatnonzero(self.valid)
         # From the stored keys, as the offline path computes them: equal frames get equal distances (exact ties).
-        distances = squared_distances(self.keys.float(), centers).double().cpu().numpy()[slots]
+        distances = tied_squared_distances(self.keys.float(), centers).double().cpu().numpy()[slots]
         picked = pick_distinct_nearest(distances, slots, self.times[slots])
         return self.frames[torch.from_numpy(picked).to(self.frames.device)], self.times[picked]
 
@@ -260,7 +260,7 @@ class ExactStore(FrameStore):
         best_d, best_i = np.empty((0, r)), np.empty(0, dtype=np.int64)
         for start in range(0, self.count, self.SCAN_ROWS):  # bounded RAM: one block of keys at a time
             stop = min(start + self.SCAN_ROWS, self.count)
-            d2 = squared_distances(self._read("keys", start, stop).to(centers), centers).double().cpu().numpy()
+            d2 = tied_squared_distances(self._read("keys", start, stop).to(centers), centers).double().cpu().numpy()
             best_d, best_i = np.concatenate([best_d, d2]), np.concatenate([best_i, np.arange(start, stop)])
             # each cluster's r nearest so far suffice for picking r distinct frames
             top = np.unique(np.argsort(best_d, axis=0, kind="stable")[:r].reshape(-1))

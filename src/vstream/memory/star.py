@@ -115,6 +115,16 @@ def squared_distances(points: Tensor, centers: Tensor) -> Tensor:
     return (points_sq[:, None] - 2 * cross + centers_sq[None, :]).clamp_min_(0.0)
 
 
+def tied_squared_distances(points: Tensor, centers: Tensor) -> Tensor:
+    """Squared Euclidean distances, `(N, M) × (K, M) -> (N, K)`, from sums of squared differences: equal points get
+    bit-equal distances on every backend, which a matrix product does not promise (on a CPU with AMX, rows of one
+    product rounded differently by their place in a tile). For the retrieval searches, where equal frames must tie
+    (STAR.md §3.4) and K is small."""
+    rows = max(1, 4_194_304 // max(1, centers.shape[0] * centers.shape[1]))  # about 16 MB of float32 at a time
+    parts = [(block[:, None, :] - centers[None, :, :]).square().sum(-1) for block in torch.split(points, rows)]
+    return torch.cat(parts) if parts else points.new_zeros((0, centers.shape[0]))
+
+
 @dataclass(frozen=True)
 class TemporalClusters:
     """The temporal memory's clusters, in the clustering's own order (STAR.md §3.2).
