@@ -45,8 +45,13 @@ def test_zero2_and_zero3_train_what_ddp_trains_and_save_the_released_layout(tiny
         assert weights_of[engine].keys() == before.keys()  # the released layout (ZeRO-3: gathered from the shards)
         for name in trained:
             assert not torch.equal(weights_of[engine][name], before[name]), f"{name} did not train under {engine}"
+        # Sharded reductions add in another order (and a CPU with AMX rounds a product by its shape), and Adam turns
+        # a last-bit gradient difference into up to a step's size on weights whose gradient is near 0: on one
+        # machine ZeRO-3 differed by 1.2e-5 after two steps that moved weights by up to 7.5e-3. A wrong step, rate or
+        # shard moves them by the step itself; 1 % of it is far below that.
+        moved = max(float((ddp[n] - before[n]).abs().max()) for n in ddp)
         worst = max(float((ddp[n] - weights_of[engine][n]).abs().max()) for n in ddp)
-        assert worst < 1e-5, f"{engine} weights differ from DDP's by {worst}"
+        assert worst < 0.01 * moved, f"{engine} weights differ from DDP's by {worst} (DDP moved them by {moved})"
     answer = VStream.from_pretrained(tmp_path / "zero3" / "out").answer_features(
         tmp_path / "zero3" / "features" / "clip1.safetensors", "Q?", options=SHORT
     )
