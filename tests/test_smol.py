@@ -180,12 +180,12 @@ def test_a_missing_smol_checkpoint_is_one_clear_error(name, monkeypatch, tmp_pat
         resolve_checkpoint(name)
 
 
-def test_the_shipped_smol_model_sees_now_the_beginning_and_the_corner_digit_and_counts_in_streams_it_never_saw(
+def test_the_shipped_smol_model_sees_now_the_beginning_the_corner_digit_and_the_order_in_streams_it_never_saw(
     tmp_path,
 ):
-    """The types its model card says it learned by a clear margin, on 30 streams of a seed never trained on (`order`
-    and `ever` are above a coin by about 13 and 12 points on 1,790 questions, too little to tell on 30 streams: the
-    card and the README say so, and nothing here pretends otherwise)."""
+    """The types its model card says it learned by a clear margin, on 30 streams of a seed never trained on (`ever`
+    is above a coin by about 6 points on 400 questions, too little to tell on 30 streams: the card and the README
+    say so, and nothing here pretends otherwise)."""
     from vstream.eval.datasets import load_annotations
     from vstream.eval.judge import run_rule, verdict_paths
     from vstream.eval.predict import PredictConfig, run_predict
@@ -195,7 +195,8 @@ def test_the_shipped_smol_model_sees_now_the_beginning_and_the_corner_digit_and_
     from vstream.synth.questions import CHANCE
 
     world = write_world(tmp_path / "world", seed=20_261_201, streams=30, seconds=180)  # a seed never trained on
-    learned = {"now": 70, "beginning": 70, "earlier": 15, "count": 25, "detail": 50}  # each at least twice chance
+    # each at least twice chance, or 15 points above a coin
+    learned = {"now": 70, "beginning": 70, "earlier": 15, "order": 65, "count": 25, "detail": 50}
     questions = [q for q in load_annotations(world.annotations).items if q.question_type in learned]
     predictions = tmp_path / "smol.jsonl"
     config = PredictConfig("synth", predictions, videos=world.videos, options=GenerationOptions(max_new_tokens=6))
@@ -203,14 +204,15 @@ def test_the_shipped_smol_model_sees_now_the_beginning_and_the_corner_digit_and_
     run_rule(predictions, verdict_paths(predictions))
     (row,) = build_report([predictions], [verdict_paths(predictions)])["rows"]
     assert row["by_type"]["now"]["predicted"] >= 50 and min(row["by_type"][k]["predicted"] for k in learned) >= 25
-    for kind, least in learned.items():  # its model card: about 99, 99, 27, 34 and 89 %
-        assert row["by_type"][kind]["accuracy"] >= least >= 100 * CHANCE[kind] * 2, (kind, row["by_type"][kind])
+    for kind, least in learned.items():  # its model card: about 99, 99, 43, 77, 40 and 99 %; here 100, 100, 40,
+        chance = 100 * CHANCE[kind]  # 85 (23 of 27), 47 and 100
+        assert row["by_type"][kind]["accuracy"] >= least >= min(2 * chance, chance + 15), (kind, row["by_type"][kind])
 
 
 def test_a_build_warns_when_its_transcripts_or_its_reading_step_learned_nothing():
     shipped = {  # the shipped build's record, in part
-        "text": {"held_out_accuracy": {"beginning": 1.0, "count": 0.63, "now": 1.0, "order": 0.77}},
-        "read": {"held_out": 200, "held_out_accuracy": 0.66},
+        "text": {"held_out_accuracy": {"beginning": 1.0, "count": 0.9, "now": 1.0, "order": 0.73}},
+        "read": {"held_out": 200, "held_out_accuracy": 0.93},
     }
     assert build_warnings(shipped) == [] and build_warnings({}) == []
     seed_3 = {

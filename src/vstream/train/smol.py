@@ -47,10 +47,10 @@ READ_FOLDER = "read"
 
 COPY_LEAST = 0.5
 """Held-out transcript accuracy on `now` and `beginning` under which a build warns that its LLM has not learned to
-copy an object (the shipped build: 1.00 and 1.00; seed 3: 0.07 and 0.04)."""
+copy an object (the shipped build: 1.00 and 1.00; seed 3 with 4 heads: 0.07 and 0.04)."""
 READ_LEAST = 0.5
 """Held-out accuracy of the reading step under which a build warns that the digit was not found (the shipped
-build: 0.66; seed 3: 0.08)."""
+build: 0.93; seed 3 with 4 heads: 0.08)."""
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
