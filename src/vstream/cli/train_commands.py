@@ -59,6 +59,12 @@ def add_build_smol_arguments(parser: argparse.ArgumentParser) -> None:
         help="steps teaching the new language model the world's questions on transcripts before the memory (0: none)",
     )
     parser.add_argument(
+        "--text-extensions",
+        type=int,
+        default=3,
+        help="times the transcript stage goes on, by half of --text-steps, while it has not learned to copy an object",
+    )
+    parser.add_argument(
         "--read-steps",
         type=int,
         default=1000,
@@ -95,22 +101,24 @@ def cmd_build_smol(args: argparse.Namespace) -> int:
         or args.vision_seconds <= 0
         or args.text_steps < 0
         or args.read_steps < 0
+        or args.text_extensions < 0
     ):
         raise ConfigError(
             "--streams and --heldout must be >= 1, --minutes and --heldout-minutes >= 1.5, --vision-seconds > 0, "
-            "--text-steps and --read-steps >= 0"
+            "--text-steps, --text-extensions and --read-steps >= 0"
         )
     if args.vision_tower not in (None, "smol") and not (Path(args.vision_tower) / "config.json").is_file():
         raise ConfigError(f"--vision-tower {args.vision_tower}: not a vision tower folder (no config.json)")
     build = SmolBuild(
-        args.seed,
-        args.streams,
-        args.minutes,
-        args.vision_seconds,
-        tuple(args.overrides),
-        args.vision_tower,
-        args.text_steps,
-        args.read_steps,
+        seed=args.seed,
+        streams=args.streams,
+        minutes=args.minutes,
+        vision_seconds=args.vision_seconds,
+        overrides=tuple(args.overrides),
+        vision_tower=args.vision_tower,
+        text_steps=args.text_steps,
+        text_extensions=args.text_extensions,
+        read_steps=args.read_steps,
     )
     checkpoint = build_smol(args.out, build)
     heldout = write_world(

@@ -70,6 +70,9 @@ class SmolBuild:
     """A taught smol vision tower folder to use as it is (`smol`: the shipped model's) instead of teaching one."""
     text_steps: int = 1600
     """Steps (of `text_pretrain`'s batches) teaching the new LLM the world's questions on transcripts (0: none)."""
+    text_extensions: int = 3
+    """Times the transcript stage goes on, by half its steps each time, while it has not learned to copy an object
+    (the shipped seed 0 copies after 1,600 steps; seed 3 after 4,000)."""
     read_steps: int = 1000
     """Steps (of `read_pretrain`'s batches) teaching the model to read the corner digit from its memory, with the
     transcripts rehearsed, before the language training (0: none)."""
@@ -136,15 +139,16 @@ def language_start(out: str | os.PathLike) -> Path:
 def build_warnings(record: dict) -> list[str]:
     """What in a build's record says its model will come out weak, and why: a transcript stage that has not learned
     to copy an object, or a reading step that has not found the corner digit. Both depend on the seed: with seed 3
-    both happened, and that model answered `order` 25.8 % and `detail` 9.5 % on 200 held-out streams."""
+    both happened (before the stage went on), and that model answered `order` 25.8 % and `detail` 9.5 % on 200
+    held-out streams."""
     warnings = []
-    text = record.get("text", {}).get("held_out_accuracy", {})
-    copied = {kind: text[kind] for kind in ("now", "beginning") if kind in text}
-    if copied and min(copied.values()) < COPY_LEAST:
-        shown = _per_type(copied)
+    text = record.get("text", {})
+    if not copies(text.get("held_out_accuracy", {})):
+        shown = _per_type(_copied(text["held_out_accuracy"]))
         warnings.append(
-            f"The transcript stage has not learned to copy an object ({shown} on held-out transcripts): expect "
-            "`order` and `detail` near or below chance. Build again with another --seed or more --text-steps."
+            f"The transcript stage has not learned to copy an object ({shown} on held-out transcripts"
+            f"{_steps(text)}): expect `order` and `detail` near or below chance. Build again with "
+            "another --seed, more --text-steps or more --text-extensions."
         )
     read = record.get("read")
     if read and read["held_out_accuracy"] < READ_LEAST:
@@ -157,14 +161,42 @@ def build_warnings(record: dict) -> list[str]:
 
 
 def _text(init: Path, out: Path, build: SmolBuild) -> dict:
-    """Teach the new LLM of `init` the world's questions in words; the checkpoint with it goes to `out`."""
-    result = pretrain_on_transcripts(init, out, steps=build.text_steps, seed=build.seed)
+    """Teach the new LLM of `init` the world's questions in words; the checkpoint with it goes to `out`. While it
+    has not learned to copy an object, the stage goes on (a new warm-up and decay, on new streams) up to
+    `build.text_extensions` times: whether copying is found in the first steps depends on the seed."""
+    runs = [pretrain_on_transcripts(init, out, steps=build.text_steps, seed=build.seed)]
+    more = max(1, build.text_steps // 2)
+    while len(runs) <= build.text_extensions and not copies(runs[-1].accuracy):
+        shown = _per_type(_copied(runs[-1].accuracy))
+        log.warning(
+            "smol build: the transcript stage has not learned to copy an object yet (%s): %d steps more", shown, more
+        )
+        done = sum(run.steps * run.batch_size for run in runs)  # each stream before gives at least one sample
+        runs.append(pretrain_on_transcripts(out, out, steps=more, seed=build.seed, first_stream=done))
+    first, last = runs[0], runs[-1]
     return {
-        "steps": result.steps,
-        "batch": result.batch_size,
-        "loss": [round(result.first_loss, 4), round(result.last_loss, 4)],
-        "held_out_accuracy": result.accuracy,
+        "steps": sum(run.steps for run in runs),
+        "batch": first.batch_size,
+        "loss": [round(first.first_loss, 4), round(last.last_loss, 4)],
+        "held_out_accuracy": last.accuracy,
+        **({"stages": [{"steps": r.steps, "held_out_accuracy": r.accuracy} for r in runs]} if len(runs) > 1 else {}),
     }
+
+
+def copies(accuracy: dict[str, float]) -> bool:
+    """Whether a transcript stage's held-out accuracy says its LLM copies an object (`now`, `beginning`)."""
+    copied = _copied(accuracy)
+    return not copied or min(copied.values()) >= COPY_LEAST
+
+
+def _steps(text: dict) -> str:
+    """` after 4,000 steps`, where the build recorded them."""
+    return f" after {text['steps']:,} steps" if "steps" in text else ""
+
+
+def _copied(accuracy: dict[str, float]) -> dict[str, float]:
+    """The held-out accuracy of the question types answered by copying one object of the transcript."""
+    return {kind: accuracy[kind] for kind in ("now", "beginning") if kind in accuracy}
 
 
 def _read(start: Path, out: Path, records: Path, features: Path, build: SmolBuild) -> dict:
@@ -287,9 +319,16 @@ def _text_line(text: dict | None) -> list[str]:
     if not text:
         return []
     accuracy = _per_type(text["held_out_accuracy"])
+    stages = text.get("stages", [])
+    extended = (
+        f"; {stages[0]['steps']:,} steps, then {len(stages) - 1} × {stages[1]['steps']:,} more because it had not yet "
+        f"learned to copy an object ({'; '.join(_per_type(_copied(s['held_out_accuracy'])) for s in stages[:-1])})"
+        if len(stages) > 1
+        else ""
+    )
     return [
         f"- Language model first taught on transcripts ({text['steps']:,} steps of {text.get('batch', 16)} "
-        "conversations, "
+        f"conversations{extended}, "
         f"`vstream.train.text_pretrain`); held-out transcript questions answered: {accuracy}."
     ]
 

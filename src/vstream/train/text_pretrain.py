@@ -78,9 +78,11 @@ def pretrain_on_transcripts(
     warmup_steps: int = 50,
     seed: int = 0,
     heldout_streams: int = 60,
+    first_stream: int = 0,
 ) -> TextPretrainResult:
     """Train the language model of the checkpoint `folder` on transcript conversations for `steps` steps (AdamW,
-    linear warm-up, cosine decay) and write the checkpoint with it to `out` (the rest copied as it is)."""
+    linear warm-up, cosine decay) and write the checkpoint with it to `out` (the rest copied as it is; `out` may be
+    `folder`). `first_stream` skips the world's streams before it, so that a stage that goes on sees new ones."""
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
     folder, out = Path(folder), Path(out)
@@ -94,7 +96,7 @@ def pretrain_on_transcripts(
         model = VStreamLlamaForCausalLM.from_pretrained(folder, torch_dtype=torch.float32)
         model.train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
-        stream = transcript_stream(processor, world)
+        stream = transcript_stream(processor, world, first_stream)
         losses = []
         for step in tqdm(range(steps), desc="text pretraining", unit="step"):
             scale = min(1.0, (step + 1) / warmup_steps) * 0.5 * (1 + math.cos(math.pi * step / steps))
@@ -108,7 +110,8 @@ def pretrain_on_transcripts(
             optimizer.step()
             losses.append(loss.item())
         accuracy = transcript_accuracy(model, held, pad)
-    shutil.copytree(folder, out, dirs_exist_ok=True)
+    if out.resolve() != folder.resolve():
+        shutil.copytree(folder, out, dirs_exist_ok=True)
     model.save_pretrained(out)
     tenth = max(1, steps // 10)
     result = TextPretrainResult(
@@ -129,9 +132,10 @@ def heldout_transcripts(processor: VStreamProcessor, world: int, streams: int = 
     return [s for i in range(streams) for s in transcript_samples(processor, world + HELDOUT_OFFSET, i, 300)]
 
 
-def transcript_stream(processor: VStreamProcessor, world: int) -> Iterator[Sample]:
-    """Transcript conversations of world `world`'s streams, one stream after the other, without end."""
-    index = 0
+def transcript_stream(processor: VStreamProcessor, world: int, first: int = 0) -> Iterator[Sample]:
+    """Transcript conversations of world `world`'s streams from stream `first` on, one after the other, without
+    end."""
+    index = first
     while True:
         yield from transcript_samples(processor, world, index, STREAM_SECONDS[index % len(STREAM_SECONDS)])
         index += 1
