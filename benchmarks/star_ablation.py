@@ -4,8 +4,10 @@
     python benchmarks/star_ablation.py --build smol-build     # every variant, 15 minutes of training each
 
 Each variant trains the same starting checkpoint (`BUILD/text`: its vision tower taught, its language model taught
-the world's questions on transcripts; `BUILD/init` for a build without that step) on the same
-data for the same wall-clock time (steps are calibrated per variant: a smaller memory takes more, shorter steps),
+the world's questions on transcripts; `BUILD/init` for a build without that step) with the build's recipe: the
+step that teaches it to read the corner digit (as many steps as the build's, with the variant's memory; where the
+build had one), then the language training on the same data for the same wall-clock time (steps are calibrated
+per variant: a smaller memory takes more, shorter steps),
 with one memory removed or replaced by a baseline at about the same token budget, and is evaluated online on
 held-out streams of another seed with that same memory. One JSON line per variant: accuracy per question type,
 chance, tokens, steps, seconds.
@@ -32,6 +34,7 @@ from vstream.model import GenerationOptions, VStream
 from vstream.synth.files import TRAINING, write_world
 from vstream.synth.questions import CHANCE
 from vstream.train.config import load_train_config
+from vstream.train.read_pretrain import pretrain_reading
 from vstream.train.smol import language_start
 from vstream.train.trainer import build_trainer, train
 
@@ -70,9 +73,15 @@ def main() -> None:
     parser.add_argument("--heldout", type=int, default=200, help="held-out streams")
     parser.add_argument("--heldout-minutes", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0, help="training seed (the world's stays the build's)")
+    parser.add_argument(
+        "--read-steps", type=int, default=None, help="steps of the reading step (default: the build's; 0: none)"
+    )
     args = parser.parse_args()
     out = args.out or args.build / "ablation"
-    settings = json.loads((args.build / "build.json").read_text())["settings"]
+    record = json.loads((args.build / "build.json").read_text())
+    settings = record["settings"]
+    if args.read_steps is None:
+        args.read_steps = record.get("read", {}).get("steps", 0)
     heldout = write_world(out / "heldout", settings["seed"] + 1, args.heldout, round(args.heldout_minutes * 60))
     questions = load_annotations(heldout.annotations)
     for name in args.variants.split(","):
@@ -87,11 +96,21 @@ def run_variant(name, memory, args, out, questions, videos) -> dict:
     shutil.rmtree(folder / "checkpoint", ignore_errors=True)
     start = language_start(args.build)
     init = averaged_init(start, folder / "init") if name == "abstract_average" else start
+    records, features = args.build / "data" / "train" / TRAINING, args.build / "data" / "train" / "features"
+    read = {}
+    if args.read_steps:  # the build's reading step, from the variant's memory
+        variant_memory = VStream.from_pretrained(init).memory_config().replace(**memory)
+        shutil.rmtree(folder / "read", ignore_errors=True)
+        taught = pretrain_reading(
+            init, folder / "read", records, features, steps=args.read_steps, seed=args.seed, memory=variant_memory
+        )
+        read = {"steps": taught.steps, "held_out_accuracy": taught.held_out_accuracy}
+        init = folder / "read"
     overrides = [
         f"model={init}",
         f"output_dir={folder / 'checkpoint'}",
-        f"data.files=[{args.build / 'data' / 'train' / TRAINING}]",
-        f"data.features={args.build / 'data' / 'train' / 'features'}",
+        f"data.files=[{records}]",
+        f"data.features={features}",
         f"memory={json.dumps(memory)}",
         f"seed={args.seed}",
     ]
@@ -117,6 +136,7 @@ def run_variant(name, memory, args, out, questions, videos) -> dict:
         "variant": name,
         "memory": memory,
         "tokens": memory_config.num_tokens,
+        "read": read,
         "steps": steps,
         "train_s": round(trained_s, 1),
         "accuracy": row.get("accuracy"),

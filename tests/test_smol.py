@@ -160,6 +160,8 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
     averaged = VStream.from_pretrained(tmp_path / "ablation" / "abstract_average" / "checkpoint")
     assert not averaged.llm.model.attention_model.q_proj.weight.any()  # plain averaging, through training
     assert all(line["steps"] >= 1 and set(line["by_type"]) <= set(QUESTION_TYPES) for line in lines)
+    assert all(line["read"]["steps"] == 3 for line in lines)  # the build's reading step, from each variant's memory
+    assert (tmp_path / "ablation" / "no_spatial" / "read" / "model.safetensors").is_file()
 
 
 @pytest.mark.parametrize(

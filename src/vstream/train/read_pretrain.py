@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from vstream.errors import TrainingDataError
+from vstream.memory import MemoryConfig
 from vstream.model import VStream
 from vstream.model.processing_vstream import IGNORE_INDEX
 from vstream.train.data import MemoryReadout, TrainingDataset, TrainingSample
@@ -85,12 +86,14 @@ def pretrain_reading(
     warmup_steps: int = 30,
     seed: int = 0,
     heldout: int = 200,
+    memory: MemoryConfig | None = None,
 ) -> ReadPretrainResult:
     """Train the checkpoint `folder` on the single `kind` questions of the training `records` (their features under
     `features`), with transcripts rehearsed, for `steps` steps (AdamW, warm-up, constant for the share `hold` of
     the steps, then cosine decay), and write the checkpoint to `out` (the rest copied as it is). The last `heldout`
     questions (of the last streams; at most a quarter of them, or one of a few) are not trained on but measured.
-    The memory attention stays as it is."""
+    The memory attention stays as it is. `memory`: the memory to read from (default the checkpoint's; an ablation
+    passes its own)."""
     if steps < 1 or batch_size < 1 or text_batch_size < 0 or not 0 <= hold < 1:
         raise ValueError(
             f"steps and batch_size must be >= 1, text_batch_size >= 0 and hold in [0, 1); got {steps}, "
@@ -98,8 +101,9 @@ def pretrain_reading(
         )
     folder, out = Path(folder), Path(out)
     vs = VStream.from_pretrained(folder, dtype=torch.float32)
-    llm, memory, processor = vs.llm, vs.memory_config(), vs.processor
-    dataset = _single_questions(vs, Path(records), Path(features), kind)
+    llm, processor = vs.llm, vs.processor
+    memory = memory or vs.memory_config()
+    dataset = _single_questions(vs, memory, Path(records), Path(features), kind)
     heldout = min(heldout, max(len(dataset) // 4, min(1, len(dataset) - 1)))
     train_count = len(dataset) - heldout
     hold_steps = round(hold * steps)
@@ -144,9 +148,8 @@ def pretrain_reading(
     return result
 
 
-def _single_questions(vs: VStream, records: Path, features: Path, kind: str) -> TrainingDataset:
-    """The single `kind` questions of `records` as samples whose memory the data pipeline reads out."""
-    memory = vs.memory_config()
+def _single_questions(vs: VStream, memory: MemoryConfig, records: Path, features: Path, kind: str) -> TrainingDataset:
+    """The single `kind` questions of `records` as samples whose memory (`memory`) the data pipeline reads out."""
     single = single_question_records(read_records(records), kind)
     if not single:
         raise TrainingDataError(f"{records}: no record asks `{kind}` (a synthetic world's training file has `types`)")
