@@ -32,6 +32,7 @@ import torch
 from vstream.features import read_feature_clip
 from vstream.memory import MemoryItem
 from vstream.model import VStream
+from vstream.model.smol import temporal_memory_sizes
 from vstream.stream.clips import encode_clip
 from vstream.synth.files import ANNOTATIONS, read_plans
 from vstream.synth.questions import ORDER_QUESTION
@@ -50,7 +51,8 @@ def main() -> None:
     start = time.perf_counter()
     vs = VStream.from_pretrained(args.model, dtype=torch.float32)
     base = vs.memory_config()
-    sizes = [tuple(int(v) for v in size.split("x")) for size in args.temporal] or [
+    parsed = [temporal_memory_sizes(size) for size in args.temporal]
+    sizes = [(p["video_long_memory_length"], p["compress_long_memory_size"]) for p in parsed] or [
         (base.temporal_clusters, base.temporal_pool)
     ]
     plans = {plan.stream_id: plan for plan in read_plans(args.world)}

@@ -57,6 +57,18 @@ def test_the_smol_checkpoint_is_the_released_layout_at_small_sizes(tmp_path):
     assert first.abs().max() <= 64**-0.5 and first.std() > 0.06 and second.std() > 0.04
 
 
+def test_another_temporal_memory_size_changes_only_the_temporal_memory(tmp_path):
+    vs = VStream.from_pretrained(make_smol_model(tmp_path / "smol", temporal_memory="32x1"))
+    memory = vs.memory_config()
+    assert memory.num_tokens == 168 and memory.token_layout() == {
+        "abstract": 8,
+        "temporal": 32,
+        "retrieved": 64,
+        "spatial": 64,
+    }
+    assert (memory.temporal_clusters, memory.temporal_pool) == (32, 1)
+
+
 def test_teaching_the_vision_tower_makes_colours_readable_from_pooled_features():
     torch.manual_seed(0)
     tower = CLIPVisionModel(smol_vision_config())
@@ -173,6 +185,9 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
         ["--text-steps", "-1"],
         ["--read-steps", "-1"],
         ["--text-extensions", "-1"],
+        ["--temporal-memory", "32"],
+        ["--temporal-memory", "0x1"],
+        ["--temporal-memory", "16x9"],
     ],
 )
 def test_build_smol_refuses_wrong_sizes_before_any_work(tmp_path, capsys, wrong):

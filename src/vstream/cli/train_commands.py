@@ -76,6 +76,12 @@ def add_build_smol_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FOLDER",
         help="use this taught smol vision tower (`smol`: the shipped model's) instead of teaching one",
     )
+    parser.add_argument(
+        "--temporal-memory",
+        default=None,
+        metavar="NxS",
+        help="the temporal memory's size, N centroids of SxS tokens (default 16x2, the shipped model's)",
+    )
     parser.add_argument("--heldout", type=int, default=30, help="held-out streams (another seed) to evaluate on")
     parser.add_argument("--heldout-minutes", type=float, default=5.0)
     parser.add_argument(
@@ -109,6 +115,13 @@ def cmd_build_smol(args: argparse.Namespace) -> int:
         )
     if args.vision_tower not in (None, "smol") and not (Path(args.vision_tower) / "config.json").is_file():
         raise ConfigError(f"--vision-tower {args.vision_tower}: not a vision tower folder (no config.json)")
+    if args.temporal_memory is not None:
+        from vstream.model.smol import temporal_memory_sizes
+
+        try:
+            temporal_memory_sizes(args.temporal_memory)
+        except ValueError as exc:
+            raise ConfigError(f"--temporal-memory: {exc}") from exc
     build = SmolBuild(
         seed=args.seed,
         streams=args.streams,
@@ -119,6 +132,7 @@ def cmd_build_smol(args: argparse.Namespace) -> int:
         text_steps=args.text_steps,
         text_extensions=args.text_extensions,
         read_steps=args.read_steps,
+        temporal_memory=args.temporal_memory,
     )
     checkpoint = build_smol(args.out, build)
     heldout = write_world(

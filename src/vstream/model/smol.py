@@ -67,12 +67,30 @@ def smol_vision_config() -> CLIPVisionConfig:
     )
 
 
+def temporal_memory_sizes(text: str) -> dict[str, int]:
+    """The checkpoint fields of a temporal memory written `NxS` (N centroids of S×S tokens), e.g. `32x1`."""
+    try:
+        clusters, side = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"temporal memory {text!r}: expected NxS, e.g. 16x2 (16 centroids of 2x2 tokens)") from None
+    if clusters < 1 or side < 1 or side > 8:
+        raise ValueError(f"temporal memory {text!r}: N must be >= 1 and S between 1 and 8 (the 8x8 patch grid)")
+    return {"video_long_memory_length": clusters, "compress_long_memory_size": side}
+
+
 def make_smol_model(
-    folder: str | os.PathLike, *, vision: CLIPVisionModel | None = None, seed: int = 0, vocab_size: int = 384
+    folder: str | os.PathLike,
+    *,
+    vision: CLIPVisionModel | None = None,
+    seed: int = 0,
+    vocab_size: int = 384,
+    temporal_memory: str | None = None,
 ) -> Path:
     """Write the untrained smol checkpoint to `folder`: a new LLM, projector and memory attention drawn from
     `seed`, the tokenizer, and `vision` (a smol vision tower, e.g. one taught the world's frames; default a new
-    random one)."""
+    random one). `temporal_memory` (`NxS`) replaces the temporal memory's size of `SMOL_MEMORY`, for the
+    experiments that try another one."""
+    memory = {**SMOL_MEMORY, **(temporal_memory_sizes(temporal_memory) if temporal_memory else {})}
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     roles = " ".join(f"{role}:" for t in TEMPLATES.values() for role in t.roles if role)  # each role word one token
@@ -103,7 +121,7 @@ def make_smol_model(
             tie_word_embeddings=True,
             mm_hidden_size=vision.config.hidden_size,
             mm_vision_select_layer=-1,
-            **SMOL_MEMORY,
+            **memory,
         )
         llm = VStreamLlamaForCausalLM(config)
     # transformers draws every linear layer at std 0.02, the projector's too; the released recipe adds its

@@ -76,6 +76,8 @@ class SmolBuild:
     read_steps: int = 1000
     """Steps (of `read_pretrain`'s batches) teaching the model to read the corner digit from its memory, with the
     transcripts rehearsed, before the language training (0: none)."""
+    temporal_memory: str | None = None
+    """The temporal memory's size as `NxS` (N centroids of S×S tokens) instead of the shipped 16x2."""
 
 
 def build_smol(out: str | os.PathLike, build: SmolBuild = SmolBuild()) -> Path:
@@ -227,13 +229,18 @@ def _vision_and_init(init: Path, build: SmolBuild) -> dict:
     torch.manual_seed(build.seed)
     if build.vision_tower is not None:
         source = smol_folder() / "vision_tower" if build.vision_tower == SMOL else Path(build.vision_tower)
-        make_smol_model(init, vision=CLIPVisionModel.from_pretrained(source), seed=build.seed)
+        make_smol_model(
+            init,
+            vision=CLIPVisionModel.from_pretrained(source),
+            seed=build.seed,
+            temporal_memory=build.temporal_memory,
+        )
         return {"from": str(source)}
     tower = CLIPVisionModel(smol_vision_config())
     result = pretrain_vision_tower(
         tower, CLIP_MEAN, CLIP_STD, select_layer=-1, seconds=build.vision_seconds, seed=build.seed, target=VISION_TARGET
     )
-    make_smol_model(init, vision=tower, seed=build.seed)
+    make_smol_model(init, vision=tower, seed=build.seed, temporal_memory=build.temporal_memory)
     return {"steps": result.steps, "held_out_accuracy": result.accuracy}
 
 
@@ -281,9 +288,9 @@ def write_model_card(
             "# vstream-smol",
             "",
             "A small Flash-VStream (the released architecture at small sizes: a 3-layer CLIP-architecture vision",
-            "tower for 64×64 frames, a 4-layer LLaMA with tied input and output embeddings, the STAR memory at 200",
-            "tokens) trained on a 2-core CPU on the synthetic world of `vstream data synth`. It answers questions",
-            "about streams of that world only.",
+            "tower for 64×64 frames, a 4-layer LLaMA with tied input and output embeddings, the STAR memory at",
+            f"{_memory_tokens(checkpoint)}) trained on a 2-core CPU on the synthetic world of `vstream data synth`.",
+            "It answers questions about streams of that world only.",
             "",
             f"- Made by: `{command}`",
             f"- Seed {settings['seed']}; {settings['streams']} training streams of {settings['minutes']:g} minutes, "
@@ -312,6 +319,18 @@ def write_model_card(
     path = checkpoint / "README.md"
     path.write_text(text)
     return path
+
+
+def _memory_tokens(checkpoint: Path) -> str:
+    """The memory's size in the card's words, from the checkpoint's config: `200 tokens (temporal 16 × 2×2)`."""
+    config = json.loads((checkpoint / "config.json").read_text())
+    full, temporal = config["compress_size"] ** 2, config["compress_long_memory_size"]
+    tokens = (
+        config["video_Turing_memory_length"] * config["compress_Turing_memory_size"] ** 2
+        + config["video_long_memory_length"] * temporal**2
+        + (config["video_retrieved_memory_length"] + config["video_current_memory_length"]) * full
+    )
+    return f"{tokens} tokens (temporal {config['video_long_memory_length']} × {temporal}×{temporal})"
 
 
 def _text_line(text: dict | None) -> list[str]:
