@@ -24,6 +24,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from vstream.synth.files import read_plans
+from vstream.synth.questions import ORDER_QUESTION
 from vstream.synth.world import StreamPlan
 
 
@@ -58,7 +59,7 @@ def wrong_answers(plans: dict[str, StreamPlan], records: list[dict]) -> dict:
         if kind == "earlier":
             wrong[kind][_scenes_back(plan, at, prediction)] += 1
         elif kind == "order":
-            named = record["question"].removeprefix("Which appeared first, the ").rstrip("?").split(" or the ")
+            named = ORDER_QUESTION.fullmatch(record["question"]).groups()
             wrong[kind]["the other one" if prediction in named else "outside the question"] += 1
         elif kind == "ever":
             wrong[kind][f"{answer}->{prediction}"] += 1

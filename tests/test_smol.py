@@ -58,14 +58,9 @@ def test_the_smol_checkpoint_is_the_released_layout_at_small_sizes(tmp_path):
 
 
 def test_another_temporal_memory_size_changes_only_the_temporal_memory(tmp_path):
-    vs = VStream.from_pretrained(make_smol_model(tmp_path / "smol", temporal_memory="32x1"))
-    memory = vs.memory_config()
-    assert memory.num_tokens == 168 and memory.token_layout() == {
-        "abstract": 8,
-        "temporal": 32,
-        "retrieved": 64,
-        "spatial": 64,
-    }
+    shipped = VStream.from_pretrained(make_smol_model(tmp_path / "smol")).memory_config()
+    memory = VStream.from_pretrained(make_smol_model(tmp_path / "32x1", temporal_memory="32x1")).memory_config()
+    assert memory.num_tokens == 168 and memory.token_layout() == {**shipped.token_layout(), "temporal": 32}
     assert (memory.temporal_clusters, memory.temporal_pool) == (32, 1)
 
 
@@ -133,6 +128,7 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
         assert torch.equal(before[name], after[name]) == ("attention_model" in name), name
     card = (tmp_path / "checkpoint" / "README.md").read_text()
     assert "vstream build-smol --out" in card and "| now |" in card and "taken as it was from" in card
+    assert "the STAR memory at\n200 tokens (temporal 16 × 2×2)" in card
     assert "taught on transcripts (15 steps of 16 conversations; 10 steps, then 1 × 5 more because" in card
     assert "smol build: the transcript stage has not learned to copy an object yet" in first.stderr
     assert "read the corner digit from its memory (3 steps" in card

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from vstream.synth.files import read_plans, write_world
-from vstream.synth.questions import labels_before
+from vstream.synth.questions import ORDER_QUESTION, labels_before
 from vstream.synth.world import COLOURS, SHAPES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ def test_wrong_answers_are_traced_to_the_scene_they_name(tmp_path):
                 record["prediction"] = next(f"{c} {s}" for c in COLOURS for s in SHAPES if f"{c} {s}" not in shown)
                 expected["earlier"]["never shown"] = 1
             elif q["type"] == "order" and not expected["order"]:
-                a, b = q["question"].removeprefix("Which appeared first, the ").rstrip("?").split(" or the ")
+                a, b = ORDER_QUESTION.fullmatch(q["question"]).groups()
                 record["prediction"], expected["order"]["the other one"] = b if q["answer"] == a else a, 1
             elif q["type"] == "ever" and q["answer"] == "yes" and not expected["ever"]:
                 record["prediction"], expected["ever"]["yes->no"] = "no", 1

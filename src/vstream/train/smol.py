@@ -323,14 +323,9 @@ def write_model_card(
 
 def _memory_tokens(checkpoint: Path) -> str:
     """The memory's size in the card's words, from the checkpoint's config: `200 tokens (temporal 16 × 2×2)`."""
-    config = json.loads((checkpoint / "config.json").read_text())
-    full, temporal = config["compress_size"] ** 2, config["compress_long_memory_size"]
-    tokens = (
-        config["video_Turing_memory_length"] * config["compress_Turing_memory_size"] ** 2
-        + config["video_long_memory_length"] * temporal**2
-        + (config["video_retrieved_memory_length"] + config["video_current_memory_length"]) * full
-    )
-    return f"{tokens} tokens (temporal {config['video_long_memory_length']} × {temporal}×{temporal})"
+    memory = VStream.from_pretrained(checkpoint).memory_config()  # its sizes for its tower's patch grid
+    side = memory.temporal_pool
+    return f"{memory.num_tokens} tokens (temporal {memory.temporal_clusters} × {side}×{side})"
 
 
 def _text_line(text: dict | None) -> list[str]:
