@@ -380,6 +380,15 @@ def test_a_frozen_memory_attention_is_read_out_by_the_data_pipeline_and_cached(t
         dataset[2]
 
 
+@pytest.mark.parametrize("field, value", [("dataloader_nice", 20), ("dataloader_nice", -1), ("dataloader_workers", -1)])
+def test_data_worker_settings_out_of_range_are_refused(tmp_path, field, value):
+    from vstream.train import load_train_config
+
+    write_feature_set(tmp_path, count=2)
+    with pytest.raises(ConfigError, match="dataloader_nice in \\[0, 19\\]"):
+        load_train_config(run_file(tmp_path, "tiny-random", **{field: value}))
+
+
 def test_cached_memories_need_a_frozen_memory_attention(tmp_path):
     from vstream.train import load_train_config
 

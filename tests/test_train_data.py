@@ -4,6 +4,7 @@ and `vstream data check` on training files."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -267,3 +268,27 @@ def test_an_online_record_sees_the_stream_up_to_its_end_time_only(tmp_path, tiny
     reasons = [problem.reason for problem in checked.problems]
     assert len(reasons) == 3 and "end_time must be a number of seconds >= 0" in reasons[0]
     assert "end_time must be" in reasons[1] and "end_time is for videos" in reasons[2]
+
+
+class _Niceness(torch.utils.data.Dataset):
+    """Each item: the niceness of the process that read it, after `yield_to_training(5)`."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> int:
+        from vstream.train.data import yield_to_training
+
+        yield_to_training(5)
+        return os.nice(0)
+
+
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="niceness is Unix")
+def test_a_data_worker_yields_the_cpu_to_the_training_step_once_and_the_training_process_never():
+    """`dataloader_nice`: a DataLoader worker lowers its own priority once (not once per sample); the training
+    process reading a sample itself keeps its priority."""
+    own = os.nice(0)
+    assert _Niceness()[0] == own  # in the training process: unchanged
+    loader = torch.utils.data.DataLoader(_Niceness(), batch_size=None, num_workers=1)
+    assert list(loader) == [min(own + 5, 19)] * 4
+    assert os.nice(0) == own

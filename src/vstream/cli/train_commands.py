@@ -67,7 +67,7 @@ def add_build_smol_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--read-steps",
         type=int,
-        default=1000,
+        default=750,
         help="steps teaching the model to read the corner digit from its memory before the language training (0: none)",
     )
     parser.add_argument(

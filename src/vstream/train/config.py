@@ -88,6 +88,11 @@ class TrainConfig:
         cache_memories: keep each sample's memory tokens in RAM after its first read, so later epochs skip the
             readout (about N × D × 4 bytes a sample; needs `freeze_memory_attention`). With `dataloader_workers`
             the cache lives in each worker (kept across epochs: workers are persistent then).
+        dataloader_workers: processes that read samples (and their memory) beside the training step.
+        dataloader_nice: niceness the data workers add to themselves (Unix; 0 leaves them as they are). Where the
+            step itself runs on the CPU, 19 lets its threads keep the cores and the workers prepare samples in the
+            step's idle moments: the smol run on 2 cores took 130 ms a step with one worker at 19, 186 ms at 0 and
+            194 ms with the memory read in the step's process.
         max_steps: stop after this many optimizer steps (default: `epochs` over the data).
         save_steps, save_total_limit: a checkpoint every N steps, the last K kept.
         report_to: `auto` (TensorBoard and W&B when installed), `none`, or a list.
@@ -125,6 +130,7 @@ class TrainConfig:
     seed: int = 42
     report_to: str | list[str] = "auto"
     dataloader_workers: int = 0
+    dataloader_nice: int = 0
     device: str | None = None
 
     def __post_init__(self) -> None:
@@ -152,6 +158,11 @@ class TrainConfig:
             raise ConfigError("fsdp and deepspeed both shard the training: choose one")
         if self.precision == "fp32" and self.lora is not None and self.lora.quantize:
             raise ConfigError("lora.quantize (QLoRA) computes in bf16 or fp16: set precision to bf16 or fp16")
+        if self.dataloader_workers < 0 or not 0 <= self.dataloader_nice <= 19:
+            raise ConfigError(
+                f"dataloader_workers must be >= 0 and dataloader_nice in [0, 19]; got {self.dataloader_workers} and "
+                f"{self.dataloader_nice}"
+            )
         if self.data.fps <= 0:
             raise ConfigError(f"data.fps must be > 0, got {self.data.fps}")
         if not self.data.files:

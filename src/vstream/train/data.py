@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -67,6 +68,20 @@ class MemoryReadout:
         return tokens
 
 
+_NICED: set[int] = set()
+"""The processes that already lowered their priority (by pid: a forked worker inherits its parent's set)."""
+
+
+def yield_to_training(nice: int) -> None:
+    """In a DataLoader worker, add `nice` to the process's niceness once (Unix), so that where the training step
+    runs on the same CPU its threads keep the cores and this worker prepares samples in their idle moments; in the
+    training process itself, or with `nice` 0, nothing changes."""
+    pid = os.getpid()
+    if nice and pid not in _NICED and hasattr(os, "nice") and torch.utils.data.get_worker_info() is not None:
+        os.nice(nice)
+        _NICED.add(pid)
+
+
 class TrainingDataset(Dataset):
     """Validated records as training samples: features (read or encoded on the fly) and prompt ids with labels.
 
@@ -76,7 +91,8 @@ class TrainingDataset(Dataset):
     memory alone do not fit, the sample is dropped (with `too_long="drop"`, every sample over the bound is dropped).
     Both are decided once, here, from the tokenized conversations (no media is read): `truncated` and `dropped` list
     them (position and reason) and `len()` excludes the dropped. A conversation the processor refuses (e.g. an
-    empty question in `vicuna_v1`) raises a TrainingDataError listing every such record.
+    empty question in `vicuna_v1`) raises a TrainingDataError listing every such record. `worker_nice`: what a
+    DataLoader worker reading it adds to its niceness (`yield_to_training`).
     """
 
     def __init__(
@@ -93,6 +109,7 @@ class TrainingDataset(Dataset):
         batch_size: int = 16,
         too_long: str = "truncate",
         readout: MemoryReadout | None = None,
+        worker_nice: int = 0,
     ) -> None:
         items = records.items if isinstance(records, TrainingRecords) else list(records)
         if model_max_length < 1 or batch_size < 1 or not fps > 0 or too_long not in ("truncate", "drop"):
@@ -100,7 +117,7 @@ class TrainingDataset(Dataset):
                 f"model_max_length and batch_size must be >= 1, fps > 0 and too_long 'truncate' or 'drop'; got "
                 f"{model_max_length}, {batch_size}, {fps} and {too_long!r}"
             )
-        self.too_long, self.readout = too_long, readout
+        self.too_long, self.readout, self.worker_nice = too_long, readout, worker_nice
         self.processor, self.memory_config, self.encoder, self.fps = processor, memory_config, encoder, fps
         self.model_max_length, self.batch_size = model_max_length, batch_size
         self.feature_shape = (num_patches, mm_hidden_size)
@@ -153,6 +170,7 @@ class TrainingDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> TrainingSample:
+        yield_to_training(self.worker_nice)
         record, ids = self.samples[index]
         cached = self.readout.cached(index) if self.readout is not None else None
         if cached is not None:  # the memory is all the step needs: the media are not read again

@@ -73,7 +73,7 @@ class SmolBuild:
     text_extensions: int = 3
     """Times the transcript stage goes on, by half its steps each time, while it has not learned to copy an object
     (the shipped seed 0 copies after 1,600 steps; seed 3 after 4,000)."""
-    read_steps: int = 1000
+    read_steps: int = 750
     """Steps (of `read_pretrain`'s batches) teaching the model to read the corner digit from its memory, with the
     transcripts rehearsed, before the language training (0: none)."""
     temporal_memory: str | None = None

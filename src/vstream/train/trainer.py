@@ -107,6 +107,7 @@ def build_trainer(config: TrainConfig) -> VStreamTrainer:
         readout=MemoryReadout(memory, vs.llm.model.attention_model, cache=config.cache_memories)
         if config.freeze_memory_attention
         else None,
+        worker_nice=config.dataloader_nice,
     )
     log.warning(
         "training on %d samples (%d cut to model_max_length %d, %d left out)",
