@@ -91,8 +91,8 @@ class TrainConfig:
         dataloader_workers: processes that read samples (and their memory) beside the training step.
         dataloader_nice: niceness the data workers add to themselves (Unix; 0 leaves them as they are). Where the
             step itself runs on the CPU, 19 lets its threads keep the cores and the workers prepare samples in the
-            step's idle moments: the smol run on 2 cores took 130 ms a step with one worker at 19, 186 ms at 0 and
-            194 ms with the memory read in the step's process.
+            step's idle moments: the smol run on 2 cores took 130-143 ms a step with one worker at 19, 187 ms at 0
+            and 185-194 ms with the memory read in the step's process (`benchmarks/smol_step_time.py`).
         max_steps: stop after this many optimizer steps (default: `epochs` over the data).
         save_steps, save_total_limit: a checkpoint every N steps, the last K kept.
         report_to: `auto` (TensorBoard and W&B when installed), `none`, or a list.

@@ -68,18 +68,18 @@ class MemoryReadout:
         return tokens
 
 
-_NICED: set[int] = set()
-"""The processes that already lowered their priority (by pid: a forked worker inherits its parent's set)."""
+_niced = False
+"""Whether this process lowered its priority (never in the training process, so a forked worker starts False)."""
 
 
 def yield_to_training(nice: int) -> None:
     """In a DataLoader worker, add `nice` to the process's niceness once (Unix), so that where the training step
     runs on the same CPU its threads keep the cores and this worker prepares samples in their idle moments; in the
     training process itself, or with `nice` 0, nothing changes."""
-    pid = os.getpid()
-    if nice and pid not in _NICED and hasattr(os, "nice") and torch.utils.data.get_worker_info() is not None:
+    global _niced
+    if nice and not _niced and hasattr(os, "nice") and torch.utils.data.get_worker_info() is not None:
         os.nice(nice)
-        _NICED.add(pid)
+        _niced = True
 
 
 class TrainingDataset(Dataset):
