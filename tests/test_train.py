@@ -254,6 +254,44 @@ def test_a_training_sample_is_the_inference_prompt_followed_by_its_answer(tiny_m
     assert first_learned == inference.shape[1] and mask.all()
 
 
+def test_isolated_turns_are_each_learned_as_the_question_asked_alone(tiny_model):
+    from vstream.memory import offline_readout
+    from vstream.train.data import TrainingSample
+    from vstream.train.model import TrainingModel, batch_inputs, isolated_turns
+
+    torch.manual_seed(0)
+    turns = [("What colour is it?", "red"), ("How many are there?", "three of them"), ("Is it moving?", "no")]
+    times = [0.0, 1, 2, 3, 4]
+    memory = tiny_model.memory_config()
+    snapshot = offline_readout(torch.randn(5, 16, 32), times, memory, tiny_model.semantic_attention())
+    ids = tiny_model.processor.sample_ids(turns, isolated=True)
+    assert ids.turns is not None and len(ids.turns) == 3 and sum(ids.turns) == len(ids.after)
+    short = TrainingSample(torch.empty(0), [], tiny_model.processor.sample_ids(turns[:1]), "short", snapshot.tokens)
+    long = TrainingSample(torch.empty(0), [], ids, "long", snapshot.tokens)
+    llm, processor = tiny_model.llm.float().eval(), tiny_model.processor
+    embeds, _, mask = batch_inputs(llm, processor, memory, [short, long])  # padding in the first row
+    attention, positions = isolated_turns([short, long], mask, embeds.dtype)
+    with torch.no_grad():
+        logits = llm(inputs_embeds=embeds, attention_mask=attention, position_ids=positions).logits
+        start = int(mask[1].sum()) - len(ids.after)
+        for (question, answer), length in zip(turns, ids.turns, strict=True):
+            alone = processor.sample_ids([(question, answer)])
+            assert len(alone.after) == length
+            prompt = tiny_model.prompt(snapshot, question)
+            inputs = torch.cat([prompt.prefix(), processor.embed_suffix(llm, alone)], dim=1)
+            expected = llm(inputs_embeds=inputs).logits[0, -length:]
+            torch.testing.assert_close(logits[1, start : start + length], expected, rtol=1e-4, atol=1e-4)
+            start += length
+        # the first row has no isolated turns: the usual causal attention over its own tokens
+        n = int(mask[0].sum())
+        torch.testing.assert_close(logits[0, :n], llm(inputs_embeds=embeds[:1, :n]).logits[0], rtol=1e-4, atol=1e-4)
+    loss, tokens = TrainingModel(llm, processor, memory)([short, long])
+    assert torch.isfinite(loss) and int(tokens) == int(mask.sum())
+    # the turns are not one conversation: the same turns seeing each other predict otherwise
+    together = tiny_model.processor.sample_ids(turns)
+    assert together.turns is None and together.after != ids.after
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

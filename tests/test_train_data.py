@@ -194,6 +194,27 @@ def test_the_length_rule_truncates_drops_and_counts(tmp_path, tiny_model):
     assert len(data) == 1 and data.truncated == [] and "too_long='drop'" in data.dropped[0]
 
 
+def test_isolated_turns_are_cut_to_fit_by_whole_turns(tmp_path, tiny_model):
+    save_features(tmp_path / "a.safetensors", features(tiny_model, 2))
+    turns = [("What is it?", "A cat."), ("Where is it?", "On the mat."), ("Is it asleep?", "Yes.")]
+    file = write(tmp_path / "train.json", [record("a.safetensors", *turns)])
+    records = load_training_records([file], MediaRoots(features=tmp_path))
+    whole = tiny_model.processor.sample_ids(turns, isolated=True)
+    memory = tiny_model.memory_config().num_tokens
+    limit = len(whole.before) + memory + whole.turns[0] + whole.turns[1] - 1  # the second turn misses one token
+    data = dataset(tiny_model, records, model_max_length=limit, isolated_turns=True)
+    cut = data[0].ids
+    assert cut.turns == whole.turns[:1] and cut.after == whole.after[: whole.turns[0]]
+    assert cut.labels_after == whole.labels_after[: whole.turns[0]]
+    assert data.truncated[0].endswith(f"its last {whole.turns[1] + whole.turns[2]} tokens cut")
+    assert data.lengths == [len(whole.before) + memory + whole.turns[0]]
+    data = dataset(
+        tiny_model, records, model_max_length=len(whole.before) + memory + whole.turns[0] - 1, isolated_turns=True
+    )  # not even the first turn fits
+    assert len(data) == 0 and "no answer token is left" in data.dropped[0]
+    assert dataset(tiny_model, records, isolated_turns=True)[0].ids == whole
+
+
 def test_video_placeholder_user_roles_and_jsonl_are_accepted(tmp_path, tiny_model):
     save_features(tmp_path / "a.safetensors", features(tiny_model, 2))
     line = {

@@ -41,6 +41,10 @@ class PromptIds:
     after: list[int]
     labels_before: list[int] | None = None
     labels_after: list[int] | None = None
+    turns: tuple[int, ...] | None = None
+    """Training samples of isolated turns only: the lengths of the turns `after` is made of, each asked as if alone
+    (it sees the part before the memory, the memory and its own tokens, never another turn; its positions start
+    right after the memory). None: `after` is one conversation, each turn seeing the ones before it."""
 
 
 @dataclass(frozen=True)
@@ -76,14 +80,29 @@ class VStreamProcessor:
         turns = [*(conversation.turns if conversation is not None else []), (question, None)]
         return self.tokenize(turns)
 
-    def sample_ids(self, turns: Sequence[tuple[str, str]]) -> PromptIds:
-        """The ids of a training conversation, with labels on the answers (and the marks that end them) only."""
+    def sample_ids(self, turns: Sequence[tuple[str, str]], *, isolated: bool = False) -> PromptIds:
+        """The ids of a training conversation, with labels on the answers (and the marks that end them) only.
+
+        `isolated`: each turn tokenized as a conversation of its own (as a question asked alone about the memory is
+        prompted), the turns one after the other in `after` with their lengths in `turns`; the step then keeps them
+        from seeing each other. Several answers are learned from one memory readout, none from another's words."""
         if not turns or any(answer is None for _, answer in turns):
             raise GenerationError("a training sample needs at least one turn, and an answer in every turn")
         if self.template.style != "plain":  # plain (stage 1) shows no question
             for question, _ in turns:
                 check_question(question)
-        return self.tokenize(turns, labels=True)
+        if not isolated:
+            return self.tokenize(turns, labels=True)
+        alone = [self.tokenize([turn], labels=True) for turn in turns]
+        if any(ids.before != alone[0].before for ids in alone):
+            raise GenerationError(f"template {self.template.name!r} puts a turn's own words before the memory")
+        return PromptIds(
+            alone[0].before,
+            [token for ids in alone for token in ids.after],
+            alone[0].labels_before,
+            [label for ids in alone for label in ids.labels_after],
+            tuple(len(ids.after) for ids in alone),
+        )
 
     def tokenize(self, turns: Sequence[tuple[str, str | None]], *, labels: bool = False) -> PromptIds:
         """Render `turns`, split at the one placeholder and tokenize each side on its own (BOS only at the very

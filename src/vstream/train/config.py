@@ -82,6 +82,9 @@ class TrainConfig:
             only (accelerate shards on accelerators, not on CPUs). Not with `deepspeed`.
         too_long: a sample longer than `model_max_length` is cut at the end (`truncate`) or left out (`drop`);
             either way it is counted before training starts.
+        isolated_turns: learn each turn of a multi-turn record as if it were asked alone (it sees the memory and
+            its own question, never the other turns), as an online evaluation asks every question; the record's
+            memory is still read out once for all its answers. False: the turns form one conversation.
         memory: memory sizes to change from the model's (MemoryConfig field names).
         freeze_memory_attention: keep the memory attention's q/k as they are (the released recipe trains them).
             The memory then has no gradient, so it is read out in the data pipeline, outside the training step.
@@ -120,6 +123,7 @@ class TrainConfig:
     lora: LoraSettings | None = None
     model_max_length: int = 2048
     too_long: Literal["truncate", "drop"] = "truncate"
+    isolated_turns: bool = False
     memory: dict[str, Any] = field(default_factory=dict)
     freeze_memory_attention: bool = False
     cache_memories: bool = False

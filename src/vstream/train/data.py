@@ -92,7 +92,8 @@ class TrainingDataset(Dataset):
     Both are decided once, here, from the tokenized conversations (no media is read): `truncated` and `dropped` list
     them (position and reason) and `len()` excludes the dropped. A conversation the processor refuses (e.g. an
     empty question in `vicuna_v1`) raises a TrainingDataError listing every such record. `worker_nice`: what a
-    DataLoader worker reading it adds to its niceness (`yield_to_training`).
+    DataLoader worker reading it adds to its niceness (`yield_to_training`). `isolated_turns`: each turn of a
+    conversation learned as if asked alone (`VStreamProcessor.sample_ids`); cutting to fit then keeps whole turns.
     """
 
     def __init__(
@@ -110,6 +111,7 @@ class TrainingDataset(Dataset):
         too_long: str = "truncate",
         readout: MemoryReadout | None = None,
         worker_nice: int = 0,
+        isolated_turns: bool = False,
     ) -> None:
         items = records.items if isinstance(records, TrainingRecords) else list(records)
         if model_max_length < 1 or batch_size < 1 or not fps > 0 or too_long not in ("truncate", "drop"):
@@ -129,7 +131,7 @@ class TrainingDataset(Dataset):
         refused = []
         for record in items:
             try:
-                ids = self._fit(record.position, processor.sample_ids(record.turns))
+                ids = self._fit(record.position, processor.sample_ids(record.turns, isolated=isolated_turns))
             except GenerationError as exc:
                 refused.append(Problem(record.position, str(exc)))
                 continue
@@ -153,6 +155,10 @@ class TrainingDataset(Dataset):
         if bound <= limit:
             return ids
         room = max(limit - len(ids.before) - memory, 0)
+        turns = ids.turns
+        if turns is not None:  # whole turns only: a turn cut short would be learned from words it does not end on
+            kept = [length for k, length in enumerate(turns) if sum(turns[: k + 1]) <= room]
+            turns, room = tuple(kept), sum(kept)
         labels_after = (ids.labels_after or [])[:room]
         if self.too_long == "drop" or all(
             label == IGNORE_INDEX for label in [*(ids.labels_before or []), *labels_after]
@@ -162,9 +168,9 @@ class TrainingDataset(Dataset):
             return None
         self.truncated.append(
             f"{position}: {bound} tokens ({memory} of memory) > model_max_length {limit}; "
-            f"its last {bound - limit} tokens cut"
+            f"its last {len(ids.after) - room} tokens cut"
         )
-        return PromptIds(ids.before, ids.after[:room], ids.labels_before, labels_after)
+        return PromptIds(ids.before, ids.after[:room], ids.labels_before, labels_after, turns)
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -36,7 +36,9 @@ class TrainingModel(nn.Module):
     def forward(self, samples: list[TrainingSample]) -> tuple[Tensor, Tensor]:
         """(the LLM's mean loss on the answers of `samples`, the number of tokens it read)."""
         embeds, labels, mask = batch_inputs(self.llm, self.processor, self.memory, samples)
-        outputs = self.llm(inputs_embeds=embeds, attention_mask=mask, labels=labels)
+        isolated = isolated_turns(samples, mask, embeds.dtype)
+        attention, positions = isolated if isolated is not None else (mask, None)
+        outputs = self.llm(inputs_embeds=embeds, attention_mask=attention, position_ids=positions, labels=labels)
         return outputs.loss, mask.sum()
 
     def activation_checkpointing_enable(self, **kwargs: Any) -> None:
@@ -82,3 +84,28 @@ def batch_inputs(
         n = b.inputs_embeds.shape[1]
         embeds[row, :n], labels[row, :n], mask[row, :n] = b.inputs_embeds[0], b.labels[0], 1
     return embeds, labels, mask
+
+
+def isolated_turns(samples: list[TrainingSample], mask: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor] | None:
+    """(additive attention mask `(B, 1, L, L)` in `dtype`, position ids `(B, L)`) that keep the isolated turns of
+    the samples that have them (`PromptIds.turns`) from seeing each other, each placed right after the memory as a
+    question asked alone is; None when no sample has isolated turns (the LLM's causal mask then serves)."""
+    if all(sample.ids.turns is None for sample in samples):
+        return None
+    batch, length = mask.shape
+    device = mask.device
+    allowed = torch.ones(length, length, dtype=torch.bool, device=device).tril().repeat(batch, 1, 1)
+    allowed &= mask.bool()[:, None, :]  # no padding as a key
+    positions = torch.arange(length, device=device).repeat(batch, 1)
+    for row, sample in enumerate(samples):
+        if sample.ids.turns is None:
+            continue
+        start = int(mask[row].sum()) - len(sample.ids.after)  # where the first turn begins, after the memory
+        first = start
+        for turn in sample.ids.turns:
+            end = start + turn
+            allowed[row, end:, start:end] = False
+            positions[row, start:end] = torch.arange(first, first + turn, device=device)
+            start = end
+    additive = torch.zeros(batch, 1, length, length, dtype=dtype, device=device)
+    return additive.masked_fill_(~allowed[:, None], torch.finfo(dtype).min), positions

@@ -108,6 +108,7 @@ def build_trainer(config: TrainConfig) -> VStreamTrainer:
         if config.freeze_memory_attention
         else None,
         worker_nice=config.dataloader_nice,
+        isolated_turns=config.isolated_turns,
     )
     log.warning(
         "training on %d samples (%d cut to model_max_length %d, %d left out)",
