@@ -15,7 +15,7 @@ from transformers import CLIPVisionModel
 
 from vstream.model import VStream
 from vstream.model.smol import OBJECTS, make_smol_model, smol_vision_config
-from vstream.synth.questions import QUESTION_TYPES, question_corpus
+from vstream.synth.questions import QUESTION_TYPES, TRAINING_ONLY_TYPES, question_corpus
 from vstream.train.smol import CLIP_MEAN, CLIP_STD, SmolBuild, build_warnings, copies
 from vstream.train.vision_pretrain import pretrain_vision_tower
 
@@ -119,7 +119,10 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
     assert [stage["steps"] for stage in record["text"]["stages"]] == [10, 5]
     read = record["read"]
     assert read["steps"] == 3 and read["samples"] == 12 and len(read["loss_every_50"]) == 1 and read["held_out"] >= 1
-    assert set(read["transcript_accuracy"]) == set(QUESTION_TYPES) and 0 <= read["held_out_accuracy"] <= 1
+    assert (
+        set(read["transcript_accuracy"]) == {*QUESTION_TYPES, *TRAINING_ONLY_TYPES}
+        and 0 <= read["held_out_accuracy"] <= 1
+    )
     trained = json.loads((tmp_path / "checkpoint" / "train_config.json").read_text())
     assert Path(trained["model"]) == tmp_path / "read"  # the language training starts where reading ended
     before, after = (load_file(tmp_path / name / "model.safetensors") for name in ("text", "read"))
@@ -285,7 +288,9 @@ def test_teaching_the_language_model_on_transcripts_lowers_its_loss_and_keeps_th
     init = make_smol_model(tmp_path / "init")
     result = pretrain_on_transcripts(init, tmp_path / "text", steps=40, batch_size=8, warmup_steps=5, heldout_streams=4)
     assert result.steps == 40 and result.last_loss < 0.6 * result.first_loss, result
-    assert set(result.accuracy) == set(QUESTION_TYPES) and all(0 <= v <= 1 for v in result.accuracy.values())
+    assert set(result.accuracy) == {*QUESTION_TYPES, *TRAINING_ONLY_TYPES} and all(
+        0 <= v <= 1 for v in result.accuracy.values()
+    )
     before, after = load_file(init / "model.safetensors"), load_file(tmp_path / "text" / "model.safetensors")
     assert before.keys() == after.keys()
     for name in before:

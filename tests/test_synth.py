@@ -17,7 +17,7 @@ import pytest
 from vstream.eval.datasets import load_annotations
 from vstream.eval.questions import load_questions
 from vstream.synth.files import CHOICES, read_plans, write_world
-from vstream.synth.questions import CHANCE, QUESTION_TYPES, make_questions
+from vstream.synth.questions import CHANCE, QUESTION_TYPES, TRAINING_ONLY_TYPES, make_questions
 from vstream.synth.render import render
 from vstream.synth.world import plan_stream
 
@@ -54,6 +54,10 @@ def truth(log: dict, question: str, at: float) -> str:
         return x if shown.index(x) < shown.index(y) else y
     if match := re.fullmatch(r"Did a (\w+ \w+) appear\?", question):
         return "yes" if match.group(1) in shown else "no"
+    if match := re.fullmatch(r"Which object opened scene (\d)\?", question):  # training only
+        begun = [scene for scene in log["scenes"] if scene["start"] <= at]
+        assert 1 <= int(match.group(1)) <= min(len(begun), 8)
+        return label(begun[int(match.group(1)) - 1]["states"][0])
     raise AssertionError(f"unknown question {question!r}")
 
 
@@ -110,8 +114,9 @@ def test_training_conversations_ask_every_allowed_type_at_one_moment_and_are_tru
             assert record["end_time"] == questions[0].at and record["types"] == [q.type for q in questions]
             assert record["conversations"][0]["value"] == f"<video>\n{questions[0].question}"
             assert [t["value"] for t in record["conversations"][1::2]] == [q.answer for q in questions]
-    assert set(asked) == set(QUESTION_TYPES) and min(asked.values()) >= 200, asked
-    assert set(firsts) == set(QUESTION_TYPES)  # each type is asked first sometimes (as it is at evaluation)
+    assert set(asked) == {*QUESTION_TYPES, *TRAINING_ONLY_TYPES} and min(asked.values()) >= 200, asked
+    assert set(firsts) == {*QUESTION_TYPES, *TRAINING_ONLY_TYPES}  # each type is sometimes asked first
+    assert asked["scene"] >= 60 * 24  # training-only scene questions in every conversation
 
 
 def test_now_is_asked_right_after_a_change_and_detail_long_after_the_digit():
@@ -268,6 +273,8 @@ def answer_from_transcript(text: str, question: str) -> str:
         return x if labels.index(x) < labels.index(y) else y
     if match := re.fullmatch(r"Did a (\w+ \w+) appear\?", question):
         return "yes" if match.group(1) in labels else "no"
+    if match := re.fullmatch(r"Which object opened scene (\d)\?", question):
+        return scenes[int(match.group(1)) - 1][0][0]
     raise AssertionError(f"unknown question {question!r}")
 
 
@@ -286,4 +293,4 @@ def test_a_transcript_holds_the_answer_to_every_question_asked_at_its_moment():
                 assert answer_from_transcript(text, q.question) == q.answer, (plan.stream_id, q, text)
                 assert text.count(" .") == plan.scene_index(q.at) + 1  # no scene after the moment
                 asked[q.type] += 1
-    assert set(asked) == set(QUESTION_TYPES), asked
+    assert set(asked) == {*QUESTION_TYPES, *TRAINING_ONLY_TYPES}, asked

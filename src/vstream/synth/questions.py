@@ -36,6 +36,15 @@ CHANCE = {
 
 MAX_COUNT = 8
 
+TRAINING_ONLY_TYPES = ("scene",)
+"""Question types of the training conversations only (`scene_questions`), never asked at evaluation."""
+SCENE_QUESTION = re.compile(r"Which object opened scene (\d)\?")
+"""A training-only question: the object that opened scene N (counted from 1, at most MAX_COUNT) of the stream so
+far. Never asked at evaluation; it teaches the language model to tell the scenes of its memory apart and number
+them, which `count` (the current scene's number) and `earlier` (the scene numbered one less) are made of."""
+SCENE_QUESTIONS = 2
+"""Training-only scene questions added to each training conversation (`moment_questions`)."""
+
 
 @dataclass(frozen=True)
 class Question:
@@ -217,8 +226,21 @@ def moment_questions(plan: StreamPlan, seed: int, moments: int) -> list[list[Que
             at = int(rng.integers(0, plan.seconds))
         kinds = [QUESTION_TYPES[i] for i in rng.permutation(len(QUESTION_TYPES))]
         asked = [q for q in (ask(kind, plan, at, rng) for kind in kinds) if q is not None]
+        for question in scene_questions(plan, at, rng, SCENE_QUESTIONS):
+            asked.insert(int(rng.integers(len(asked) + 1)), question)
         conversations.append(asked)
     return conversations
+
+
+def scene_questions(plan: StreamPlan, at: int, rng: np.random.Generator, count: int) -> list[Question]:
+    """Up to `count` training-only `scene` questions asked at second `at` (`SCENE_QUESTION`), about distinct
+    scenes so far among the first MAX_COUNT, drawn with `rng`."""
+    shown = min(plan.scene_index(at) + 1, MAX_COUNT)
+    numbers = rng.choice(shown, min(count, shown), replace=False) + 1
+    return [
+        Question(f"Which object opened scene {n}?", plan.scenes[n - 1].object, "scene", plan.scenes[n - 1].start, at)
+        for n in numbers.tolist()
+    ]
 
 
 def question_corpus() -> list[str]:
@@ -230,6 +252,7 @@ def question_corpus() -> list[str]:
         "What was on the screen just before the current scene?",
         "How many scenes have there been so far?",
         "Which digit was shown in the corner earlier?",
+        "Which object opened scene 1?",
         *(
             f"Which appeared first, the {a} or the {b}?"
             for a, b in zip(objects, objects[1:] + objects[:1], strict=True)
@@ -269,6 +292,9 @@ def world_answer(plan: StreamPlan, question: str, at: float) -> str | None:
         if first in shown and second in shown:
             return first if shown.index(first) < shown.index(second) else second
         return None
+    if match := SCENE_QUESTION.fullmatch(text):
+        n = int(match.group(1))
+        return plan.scenes[n - 1].object if 1 <= n <= min(index + 1, MAX_COUNT) else None
     if match := _EVER.fullmatch(text):
         return "yes" if match.group(1) in shown else "no"
     return None
