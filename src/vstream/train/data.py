@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 import torch
 from torch import Tensor, nn
@@ -157,7 +158,7 @@ class TrainingDataset(Dataset):
         room = max(limit - len(ids.before) - memory, 0)
         turns = ids.turns
         if turns is not None:  # whole turns only: a turn cut short would be learned from words it does not end on
-            kept = [length for k, length in enumerate(turns) if sum(turns[: k + 1]) <= room]
+            kept = [length for length, end in zip(turns, accumulate(turns), strict=True) if end <= room]
             turns, room = tuple(kept), sum(kept)
         labels_after = (ids.labels_after or [])[:room]
         if self.too_long == "drop" or all(
