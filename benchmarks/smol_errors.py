@@ -12,6 +12,9 @@ answer the scene log tells where it comes from:
 - count: every (true count, answer) pair, and the mean of answer minus truth;
 - ever: the answers given to `yes` and to `no` questions.
 
+For `earlier` it also splits every question (right or wrong) by the current scene's number (`by_scene`, right and
+asked) and by whether the scene before it changed before it ended (`previous_changed`, `previous_unchanged`).
+
 A wrong `earlier` that names an older scene means the language model finds past scenes in its memory but not the
 one just before the present; one that names the current scene means it does not tell them apart.
 """
@@ -45,9 +48,14 @@ def wrong_answers(plans: dict[str, StreamPlan], records: list[dict]) -> dict:
     wrong: dict[str, Counter[str]] = defaultdict(Counter)
     counts: Counter[str] = Counter()
     errors: list[int] = []
+    splits: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for record in records:
         kind, answer, prediction = record["question_type"], record["answer"], record["prediction"].strip()
         asked[kind] += 1
+        if kind == "earlier":
+            for split in _earlier_splits(plans[record["video_id"]], float(record["end_time"])):
+                splits[split][0] += prediction == answer
+                splits[split][1] += 1
         if kind == "count":
             counts[f"{answer}->{prediction}"] += 1
             if prediction.isdigit():
@@ -67,10 +75,23 @@ def wrong_answers(plans: dict[str, StreamPlan], records: list[dict]) -> dict:
         kind: {"asked": asked[kind], "right": right[kind], "wrong": dict(wrong[kind].most_common())}
         for kind in sorted(asked)
     }
+    if "earlier" in result:
+        by_scene = {key.removeprefix("scene "): value for key, value in splits.items() if key.startswith("scene ")}
+        result["earlier"]["by_scene"] = dict(sorted(by_scene.items(), key=lambda item: int(item[0])))
+        for key in ("previous_changed", "previous_unchanged"):
+            result["earlier"][key] = splits.get(key, [0, 0])
     if "count" in result:
         result["count"]["pairs"] = dict(sorted(counts.items()))
         result["count"]["mean_error"] = round(sum(errors) / len(errors), 2) if errors else None
     return result
+
+
+def _earlier_splits(plan: StreamPlan, at: float) -> list[str]:
+    """The groups an `earlier` question asked at second `at` falls in: its scene's number, and whether the scene
+    before changed (colour, or the object left) before it ended."""
+    current = plan.scene_index(at)
+    changed = len(plan.scenes[current - 1].states) > 1
+    return [f"scene {current + 1}", "previous_changed" if changed else "previous_unchanged"]
 
 
 def _scenes_back(plan: StreamPlan, at: float, label: str) -> str:

@@ -69,3 +69,17 @@ def test_wrong_answers_are_traced_to_the_scene_they_name(tmp_path):
     assert pairs[pair] == 1 and sum(pairs.values()) == report["count"]["asked"]
     assert report["count"]["right"] == report["count"]["asked"] - 1
     assert report["now"]["right"] == report["now"]["asked"] and report["now"]["wrong"] == {}
+    by_scene: dict[str, list[int]] = {}
+    changed = [0, 0]
+    for record in records[:-1]:
+        if record["question_type"] == "earlier":
+            plan = plans[record["video_id"]]
+            index = plan.scene_index(float(record["end_time"]))
+            right = record["prediction"] == record["answer"]
+            cell = by_scene.setdefault(str(index + 1), [0, 0])
+            cell[0], cell[1] = cell[0] + right, cell[1] + 1
+            if len(plan.scenes[index - 1].states) > 1:
+                changed = [changed[0] + right, changed[1] + 1]
+    assert report["earlier"]["by_scene"] == by_scene and len(by_scene) >= 2
+    assert sum(asked for _, asked in by_scene.values()) == report["earlier"]["asked"]
+    assert report["earlier"]["previous_changed"] == changed
