@@ -48,14 +48,18 @@ def wrong_answers(plans: dict[str, StreamPlan], records: list[dict]) -> dict:
     wrong: dict[str, Counter[str]] = defaultdict(Counter)
     counts: Counter[str] = Counter()
     errors: list[int] = []
-    splits: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    by_scene: dict[int, list[int]] = defaultdict(lambda: [0, 0])  # [right, asked]
+    by_previous: dict[str, list[int]] = {"previous_changed": [0, 0], "previous_unchanged": [0, 0]}
     for record in records:
         kind, answer, prediction = record["question_type"], record["answer"], record["prediction"].strip()
         asked[kind] += 1
         if kind == "earlier":
-            for split in _earlier_splits(plans[record["video_id"]], float(record["end_time"])):
-                splits[split][0] += prediction == answer
-                splits[split][1] += 1
+            plan = plans[record["video_id"]]
+            current = plan.scene_index(float(record["end_time"]))
+            changed = len(plan.scenes[current - 1].states) > 1  # colour changed, or the object left, before the cut
+            for cell in (by_scene[current + 1], by_previous["previous_changed" if changed else "previous_unchanged"]):
+                cell[0] += prediction == answer
+                cell[1] += 1
         if kind == "count":
             counts[f"{answer}->{prediction}"] += 1
             if prediction.isdigit():
@@ -76,22 +80,12 @@ def wrong_answers(plans: dict[str, StreamPlan], records: list[dict]) -> dict:
         for kind in sorted(asked)
     }
     if "earlier" in result:
-        by_scene = {key.removeprefix("scene "): value for key, value in splits.items() if key.startswith("scene ")}
-        result["earlier"]["by_scene"] = dict(sorted(by_scene.items(), key=lambda item: int(item[0])))
-        for key in ("previous_changed", "previous_unchanged"):
-            result["earlier"][key] = splits.get(key, [0, 0])
+        result["earlier"]["by_scene"] = {str(number): by_scene[number] for number in sorted(by_scene)}
+        result["earlier"] |= by_previous
     if "count" in result:
         result["count"]["pairs"] = dict(sorted(counts.items()))
         result["count"]["mean_error"] = round(sum(errors) / len(errors), 2) if errors else None
     return result
-
-
-def _earlier_splits(plan: StreamPlan, at: float) -> list[str]:
-    """The groups an `earlier` question asked at second `at` falls in: its scene's number, and whether the scene
-    before changed (colour, or the object left) before it ended."""
-    current = plan.scene_index(at)
-    changed = len(plan.scenes[current - 1].states) > 1
-    return [f"scene {current + 1}", "previous_changed" if changed else "previous_unchanged"]
 
 
 def _scenes_back(plan: StreamPlan, at: float, label: str) -> str:

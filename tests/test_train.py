@@ -287,7 +287,7 @@ def test_isolated_turns_are_each_learned_as_the_question_asked_alone(tiny_model)
         torch.testing.assert_close(logits[0, :n], llm(inputs_embeds=embeds[:1, :n]).logits[0], rtol=1e-4, atol=1e-4)
     loss, tokens = TrainingModel(llm, processor, memory)([short, long])
     assert torch.isfinite(loss) and int(tokens) == int(mask.sum())
-    # the turns are not one conversation: the same turns seeing each other predict otherwise
+    # the turns are not one conversation: tokenized as one, the same turns give other ids
     together = tiny_model.processor.sample_ids(turns)
     assert together.turns is None and together.after != ids.after
 
