@@ -64,6 +64,15 @@ def test_another_temporal_memory_size_changes_only_the_temporal_memory(tmp_path)
     assert (memory.temporal_clusters, memory.temporal_pool) == (32, 1)
 
 
+def test_a_deeper_language_model_changes_only_the_number_of_layers(tmp_path):
+    shipped = json.loads((make_smol_model(tmp_path / "smol") / "config.json").read_text())
+    deeper = json.loads((make_smol_model(tmp_path / "deep", llm_layers=6) / "config.json").read_text())
+    assert (shipped["num_hidden_layers"], deeper["num_hidden_layers"]) == (4, 6)
+    assert {k: v for k, v in deeper.items() if k != "num_hidden_layers"} == {
+        k: v for k, v in shipped.items() if k != "num_hidden_layers"
+    }
+
+
 def test_teaching_the_vision_tower_makes_colours_readable_from_pooled_features():
     torch.manual_seed(0)
     tower = CLIPVisionModel(smol_vision_config())
@@ -187,6 +196,7 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
         ["--temporal-memory", "32"],
         ["--temporal-memory", "0x1"],
         ["--temporal-memory", "16x9"],
+        ["--llm-layers", "0"],
     ],
 )
 def test_build_smol_refuses_wrong_sizes_before_any_work(tmp_path, capsys, wrong):

@@ -82,6 +82,7 @@ def add_build_smol_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NxS",
         help="the temporal memory's size, N centroids of SxS tokens (default 16x2, the shipped model's)",
     )
+    parser.add_argument("--llm-layers", type=int, default=4, help="the new language model's depth (default 4)")
     parser.add_argument("--heldout", type=int, default=30, help="held-out streams (another seed) to evaluate on")
     parser.add_argument("--heldout-minutes", type=float, default=5.0)
     parser.add_argument(
@@ -108,10 +109,11 @@ def cmd_build_smol(args: argparse.Namespace) -> int:
         or args.text_steps < 0
         or args.read_steps < 0
         or args.text_extensions < 0
+        or args.llm_layers < 1
     ):
         raise ConfigError(
             "--streams and --heldout must be >= 1, --minutes and --heldout-minutes >= 1.5, --vision-seconds > 0, "
-            "--text-steps, --text-extensions and --read-steps >= 0"
+            "--text-steps, --text-extensions and --read-steps >= 0, --llm-layers >= 1"
         )
     if args.vision_tower not in (None, "smol") and not (Path(args.vision_tower) / "config.json").is_file():
         raise ConfigError(f"--vision-tower {args.vision_tower}: not a vision tower folder (no config.json)")
@@ -133,6 +135,7 @@ def cmd_build_smol(args: argparse.Namespace) -> int:
         text_extensions=args.text_extensions,
         read_steps=args.read_steps,
         temporal_memory=args.temporal_memory,
+        llm_layers=args.llm_layers,
     )
     checkpoint = build_smol(args.out, build)
     heldout = write_world(

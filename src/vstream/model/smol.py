@@ -85,11 +85,12 @@ def make_smol_model(
     seed: int = 0,
     vocab_size: int = 384,
     temporal_memory: str | None = None,
+    llm_layers: int = 4,
 ) -> Path:
     """Write the untrained smol checkpoint to `folder`: a new LLM, projector and memory attention drawn from
     `seed`, the tokenizer, and `vision` (a smol vision tower, e.g. one taught the world's frames; default a new
-    random one). `temporal_memory` (`NxS`) replaces the temporal memory's size of `SMOL_MEMORY`, for the
-    experiments that try another one."""
+    random one). `temporal_memory` (`NxS`) replaces the temporal memory's size of `SMOL_MEMORY`, and `llm_layers`
+    the LLM's depth, for the experiments that try another one."""
     memory = {**SMOL_MEMORY, **(temporal_memory_sizes(temporal_memory) if temporal_memory else {})}
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -107,7 +108,7 @@ def make_smol_model(
             len(tokenizer),
             hidden_size=128,
             intermediate_size=512,
-            num_hidden_layers=4,
+            num_hidden_layers=llm_layers,
             # Eight heads of 16 rather than four of 32: more places for the lookups the questions need (find the
             # named object, the last full stop...). On held-out transcripts after the same 1,600 steps, seed 0:
             # order 0.75 -> 0.88, ever 0.67 -> 0.81, count 0.53 -> 0.72, earlier 0.48 -> 0.60. Copying still

@@ -78,6 +78,8 @@ class SmolBuild:
     transcripts rehearsed, before the language training (0: none)."""
     temporal_memory: str | None = None
     """The temporal memory's size as `NxS` (N centroids of S×S tokens) instead of the shipped 16x2."""
+    llm_layers: int = 4
+    """The new LLM's depth (the shipped model's: 4)."""
 
 
 def build_smol(out: str | os.PathLike, build: SmolBuild = SmolBuild()) -> Path:
@@ -234,13 +236,16 @@ def _vision_and_init(init: Path, build: SmolBuild) -> dict:
             vision=CLIPVisionModel.from_pretrained(source),
             seed=build.seed,
             temporal_memory=build.temporal_memory,
+            llm_layers=build.llm_layers,
         )
         return {"from": str(source)}
     tower = CLIPVisionModel(smol_vision_config())
     result = pretrain_vision_tower(
         tower, CLIP_MEAN, CLIP_STD, select_layer=-1, seconds=build.vision_seconds, seed=build.seed, target=VISION_TARGET
     )
-    make_smol_model(init, vision=tower, seed=build.seed, temporal_memory=build.temporal_memory)
+    make_smol_model(
+        init, vision=tower, seed=build.seed, temporal_memory=build.temporal_memory, llm_layers=build.llm_layers
+    )
     return {"steps": result.steps, "held_out_accuracy": result.accuracy}
 
 
