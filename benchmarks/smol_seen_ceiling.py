@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from vstream.synth.files import ANNOTATIONS, read_plans
-from vstream.synth.world import NOTHING, StreamPlan
+from vstream.synth.world import NOTHING, State, StreamPlan
 
 SEEN_TYPES = ("earlier", "count")
 
@@ -27,25 +27,25 @@ def seen_scenes(plan: StreamPlan, at: int) -> list[list[str]]:
     """The scenes up to second `at` as a reader of the screen alone splits them: each a list of `background label`
     states, oldest first."""
     scenes: list[list[str]] = []
-    last: tuple[str, str, str | None] | None = None  # background, label, shape
+    last: tuple[str, State] | None = None
     for scene in plan.scenes:
         for state in scene.states:
             if state.start > at:
                 return scenes
-            shown = (scene.background, state.label, state.shape)
-            if last is None or _looks_like_a_cut(last, shown):
+            if last is None or _looks_like_a_cut(last, (scene.background, state)):
                 scenes.append([])
             scenes[-1].append(f"{scene.background} {state.label}")
-            last = shown
+            last = (scene.background, state)
     return scenes
 
 
-def _looks_like_a_cut(before: tuple[str, str, str | None], after: tuple[str, str, str | None]) -> bool:
-    if after[1] == NOTHING:
+def _looks_like_a_cut(before: tuple[str, State], after: tuple[str, State]) -> bool:
+    (background, state), (next_background, next_state) = before, after
+    if next_state.label == NOTHING:
         return False  # the object left
-    if before[1] == NOTHING:
+    if state.label == NOTHING:
         return True  # only a cut brings an object back
-    return before[0] != after[0] or before[2] != after[2]
+    return background != next_background or state.shape != next_state.shape
 
 
 def seen_answer(plan: StreamPlan, kind: str, at: int) -> str | None:
