@@ -50,26 +50,17 @@ def test_a_cut_to_the_same_shape_on_the_same_background_is_read_as_a_colour_chan
     assert seen_scenes(plan, 45) == [["black red circle", "black blue circle"], ["grey green square"]]
 
 
-def test_the_reader_is_wrong_exactly_where_a_cut_keeps_the_background_and_the_shape():
-    """Checked against the scene log's own cuts over many generated streams, not against the reader's split."""
-    outcomes = Counter()
+def test_in_this_world_the_screen_alone_answers_every_earlier_and_count_question():
+    """Every cut changes the background, so nothing the world asks is hidden from the screen: checked against the
+    scene log's own answers over many generated streams."""
+    asked = Counter()
     for index in range(60):
         plan = plan_stream(31, index, 300)
         for questions in moment_questions(plan, 31, moments=6):
             for q in (q for q in questions if q.type in ("earlier", "count")):
-                current = plan.scene_index(q.at)
-                hidden = any(
-                    a.background == b.background
-                    and a.states[-1].label != "nothing"
-                    and a.states[-1].shape == b.states[0].shape
-                    for a, b in zip(plan.scenes[:current], plan.scenes[1 : current + 1], strict=True)
-                )
-                right = seen_answer(plan, q.type, q.at) == q.answer
-                if not hidden:
-                    assert right, (plan.stream_id, q)
-                outcomes[q.type, hidden, right] += 1
-    assert outcomes["count", True, False] > 0  # the world does make such cuts, and they cost the count
-    assert outcomes["count", False, True] > outcomes["count", True, False]
+                assert seen_answer(plan, q.type, q.at) == q.answer, (plan.stream_id, q)
+                asked[q.type] += 1
+    assert asked["earlier"] > 100 and asked["count"] > 100
 
 
 def test_the_script_prints_the_ceiling_of_a_written_world(tmp_path):

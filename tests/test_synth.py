@@ -8,15 +8,17 @@ import re
 import subprocess
 import sys
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
+from vstream.errors import ConfigError
 from vstream.eval.datasets import load_annotations
 from vstream.eval.questions import load_questions
-from vstream.synth.files import CHOICES, read_plans, write_world
+from vstream.synth.files import CHOICES, WORLD_VERSION, read_plans, write_world
 from vstream.synth.questions import CHANCE, QUESTION_TYPES, TRAINING_ONLY_TYPES, make_questions
 from vstream.synth.render import render
 from vstream.synth.world import plan_stream
@@ -183,6 +185,36 @@ def test_an_interrupted_world_resumes_without_rewriting_its_videos(tmp_path):
     write_world(tmp_path, seed=3, streams=2, seconds=100)
     assert video.stat().st_mtime_ns == written
     assert len(json.loads((tmp_path / "synth_conversations.json").read_text())) == 2
+
+
+def test_a_folder_holding_another_world_is_refused_and_left_intact(tmp_path):
+    write_world(tmp_path, seed=3, streams=1, seconds=100)
+    video = tmp_path / "videos" / "synth-3-0000.mp4"
+    written, annotations = video.stat().st_mtime_ns, (tmp_path / "synth_conversations.json").read_text()
+    for other in ({"seed": 4, "seconds": 100}, {"seed": 3, "seconds": 120}):
+        with pytest.raises(ConfigError, match="already holds another world") as refused:
+            write_world(tmp_path, streams=1, **other)
+        assert "seed 3" in str(refused.value) and "seconds 100" in str(refused.value)
+    (tmp_path / "world.json").write_text(
+        (tmp_path / "world.json").read_text().replace(WORLD_VERSION, "synth-v1")
+    )  # a folder written by an older vstream, whose seed gave other streams
+    with pytest.raises(ConfigError, match="version synth-v1"):
+        write_world(tmp_path, seed=3, streams=1, seconds=100)
+    assert video.stat().st_mtime_ns == written
+    assert (tmp_path / "synth_conversations.json").read_text() == annotations
+
+
+def test_every_cut_changes_the_object_and_the_background():
+    """So that a cut can be told from a colour change on the screen alone (benchmarks/smol_seen_ceiling.py)."""
+    cuts = 0
+    for seed, seconds in ((0, 60), (1, 300), (2, 3600), (7, 240)):
+        for index in range(40 if seconds < 3600 else 4):
+            scenes = plan_stream(seed, index, seconds).scenes
+            for before, after in pairwise(scenes):
+                assert after.background != before.background, (seed, index, after.start)
+                assert after.object != before.object, (seed, index, after.start)
+                cuts += 1
+    assert cuts > 400
 
 
 def test_the_command_writes_a_world_and_refuses_bad_arguments(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from vstream.errors import SourceError
 from vstream.paths import cache_dir
-from vstream.synth.files import write_video
+from vstream.synth.files import WORLD_VERSION, write_video
 from vstream.synth.world import StreamPlan, plan_stream
 
 DEFAULT_SECONDS = 10
@@ -29,9 +29,10 @@ def parse_synthetic(text: str) -> tuple[int, int]:
 
 
 def synthetic_clip(seconds: int = DEFAULT_SECONDS, seed: int = 0) -> Path:
-    """The file of stream 0 of world `seed`, `seconds` long, at 1 fps (the same frames as `vstream data synth`)."""
+    """The file of stream 0 of world `seed`, `seconds` long, at 1 fps (the same frames as `vstream data synth`;
+    cached under the world's version, so a clip of an older world is never played as this one)."""
     plan = plan_stream(seed, 0, seconds)
-    path = cache_dir() / "synthetic" / f"{plan.stream_id}-{seconds}s.mp4"
+    path = cache_dir() / "synthetic" / WORLD_VERSION / f"{plan.stream_id}-{seconds}s.mp4"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         write_video(plan, path)

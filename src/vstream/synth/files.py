@@ -13,13 +13,14 @@ from pathlib import Path
 import av
 from tqdm import tqdm
 
+from vstream.errors import ConfigError
 from vstream.synth.choices import choice_records
 from vstream.synth.questions import CHANCE, QUESTION_TYPES, Question, make_questions, moment_questions
 from vstream.synth.render import SIZE, render
 from vstream.synth.world import StreamPlan, plan_stream
 
-WORLD_VERSION = "synth-v1"
-"""Changes when the same seed would give other streams or questions."""
+WORLD_VERSION = "synth-v2"
+"""Changes when the same seed would give other streams or questions (v2: every cut changes the background)."""
 
 TRAINING_MOMENTS_PER_MINUTE = 12
 """Training conversations per minute of stream (each asks every question type allowed at its moment). A stream's
@@ -54,11 +55,24 @@ def write_world(
     `synth_train.json` (LLaVA-format training records: conversations at moments of each stream, each asking
     every question type allowed then, with its `end_time`), `scenes.jsonl` (the scene log), `world.json`.
 
-    A video already written is kept (the files are a function of the seed), so an interrupted run resumes.
+    A video already written is kept (the files are a function of the seed), so an interrupted run resumes; a
+    folder that holds another world (another version, seed, length or size) is refused rather than mixed in.
     """
     root = Path(out)
+    world = {
+        "version": WORLD_VERSION,
+        "seed": seed,
+        "streams": [start, start + streams],
+        "seconds": seconds,
+        "size": size,
+        "fps": 1,
+        "question_types": list(QUESTION_TYPES),
+        "chance": CHANCE,
+    }
+    _refuse_another_world(root, world)
     videos = root / "videos"
     videos.mkdir(parents=True, exist_ok=True)
+    _write_text(root / WORLD, json.dumps(world, indent=1) + "\n")
     records, plans, training = [], [], []
     for index in tqdm(range(start, start + streams), desc="synthetic streams", unit="stream"):
         plan = plan_stream(seed, index, seconds)
@@ -81,18 +95,23 @@ def write_world(
     _write_text(root / CHOICES, json.dumps(choice_records(records, seed), indent=1) + "\n")
     _write_text(root / TRAINING, json.dumps(training, indent=1) + "\n")
     _write_text(root / SCENES, "".join(json.dumps(p.to_dict()) + "\n" for p in plans))
-    world = {
-        "version": WORLD_VERSION,
-        "seed": seed,
-        "streams": [start, start + streams],
-        "seconds": seconds,
-        "size": size,
-        "fps": 1,
-        "question_types": list(QUESTION_TYPES),
-        "chance": CHANCE,
-    }
-    _write_text(root / WORLD, json.dumps(world, indent=1) + "\n")
     return World(root, root / ANNOTATIONS, videos, sum(len(r["conversations"]) for r in records), len(training))
+
+
+def _refuse_another_world(root: Path, world: dict) -> None:
+    """Raise when `root` already holds a world whose videos differ from `world`'s (its videos would be kept)."""
+    path = root / WORLD
+    if not path.is_file():
+        return
+    try:
+        there = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path}: unreadable world description ({error}); write the world to a new folder") from error
+    keys = ("version", "seed", "seconds", "size")
+    if any(there.get(key) != world[key] for key in keys):
+        held = ", ".join(f"{key} {there.get(key)}" for key in keys)
+        wanted = ", ".join(f"{key} {world[key]}" for key in keys)
+        raise ConfigError(f"{root} already holds another world ({held}), not {wanted}: write to a new folder")
 
 
 def training_records(stream_id: str, conversations: list[list[Question]]) -> list[dict]:

@@ -1,7 +1,9 @@
 """The synthetic world: streams of scenes whose every fact is known, planned from a seed.
 
 A stream is a sequence of scenes. A scene has a background and one main object (a colour and a shape, still or
-moving); within a scene the object may change colour once, and may leave the screen before the scene ends. One
+moving); within a scene the object may change colour once, and may leave the screen before the scene ends. A cut
+changes both the object and the background, so every cut can be seen on the screen alone (an object that changes
+colour keeps its background; a new scene never does). One
 scene of each stream, early and the longest of all, shows a small digit in a corner: small enough to be lost
 when a frame is pooled to a coarse grid, large enough to be read at full detail. That scene is also still, so
 that its frames form the heaviest cluster of the stream (the one whose key frame the retrieved memory keeps).
@@ -125,8 +127,9 @@ def plan_stream(seed: int, index: int, seconds: int) -> StreamPlan:
     """Plan stream `index` of world `seed`, `seconds` long (at least 3).
 
     Scenes last 20 s to a few minutes (longer in longer streams); the digit scene is the second or third and the
-    longest; about half the other scenes move, a third change colour, a fifth end with the object gone. A stream
-    shorter than 90 s (a demo clip) is three scenes, the middle one with the digit.
+    longest; each cut changes the object and the background; about half the other scenes move, a third change
+    colour, a fifth end with the object gone. A stream shorter than 90 s (a demo clip) is three scenes, the middle
+    one with the digit.
     """
     if seconds < 3:
         raise ConfigError(f"a synthetic stream lasts at least 3 seconds, got {seconds}")
@@ -137,12 +140,13 @@ def plan_stream(seed: int, index: int, seconds: int) -> StreamPlan:
     else:
         lengths, digit_scene = _scene_lengths(rng, seconds)
     objects = [(c, s) for c in COLOURS for s in SHAPES]
-    scenes, start, previous = [], 0, None
+    scenes, start, previous, previous_background = [], 0, None, None
     for i, length in enumerate(lengths):
         choices = [o for o in objects if o != previous]  # a cut always changes the object
         colour, shape = choices[int(rng.integers(len(choices)))]
         previous = (colour, shape)
-        background = list(BACKGROUNDS)[int(rng.integers(len(BACKGROUNDS)))]
+        backgrounds = [b for b in BACKGROUNDS if b != previous_background]  # and the background
+        background = previous_background = backgrounds[int(rng.integers(len(backgrounds)))]
         scenes.append(_scene(rng, start, start + length, background, colour, shape, i == digit_scene))
         start += length
     return StreamPlan(stream_id(seed, index), seconds, tuple(scenes))
