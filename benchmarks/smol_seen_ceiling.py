@@ -5,10 +5,11 @@
 A memory holds what the screen showed, a background and an object, but no scene marks: a cut is seen only as a
 change. This benchmark answers each `earlier` and `count` question of a world as a reader would who sees every
 state up to the question, in order, without a miss, and puts a cut wherever the background or the object's shape
-changes, or an object follows an empty screen (an object that changes colour or leaves stays in its scene). It
-is wrong exactly where the world cuts to an object of the same shape on the same background, which looks like a
-colour change: its accuracy is the ceiling of a model that reads its memory perfectly and has no other cue (the
-object's position, redrawn at a cut, is one; this reader does not use it).
+changes, or an object follows an empty screen (an object that changes colour or leaves stays in its scene). Its
+accuracy is the ceiling of a model that reads its memory perfectly and has no other cue. In the world of version
+synth-v2 every cut changes the background, so that reader is always right (100 %): the script then checks that
+a world asks nothing the screen does not show. In synth-v1 a cut could keep the background and the shape and look
+like a colour change, and the ceiling was 92.5 % (`earlier`) and 77.5 % (`count`) on 200 held-out streams.
 """
 
 from __future__ import annotations

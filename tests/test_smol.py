@@ -109,6 +109,8 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
         "1",
         "--read-steps",
         "3",
+        "--read-extensions",
+        "1",
         f"max_steps={RETRAIN_STEPS}",
         "per_device_batch_size=8",
         "global_batch_size=8",
@@ -127,7 +129,8 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
     assert record["vision"]["from"].endswith("vision_tower") and record["text"]["steps"] == 15  # 10, 5 more
     assert [stage["steps"] for stage in record["text"]["stages"]] == [10, 5]
     read = record["read"]
-    assert read["steps"] == 3 and read["samples"] == 12 and len(read["loss_every_50"]) == 1 and read["held_out"] >= 1
+    assert read["steps"] == 6 and read["samples"] == 24 and len(read["loss_every_50"]) == 2 and read["held_out"] >= 1
+    assert [stage["steps"] for stage in read["stages"]] == [3, 3]  # 3 steps find no digit: it went on once
     assert (
         set(read["transcript_accuracy"]) == {*QUESTION_TYPES, *TRAINING_ONLY_TYPES}
         and 0 <= read["held_out_accuracy"] <= 1
@@ -143,10 +146,11 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
     assert "the STAR memory at\n200 tokens (temporal 16 × 2×2)" in card
     assert "taught on transcripts (15 steps of 16 conversations; 10 steps, then 1 × 5 more because" in card
     assert "smol build: the transcript stage has not learned to copy an object yet" in first.stderr
-    assert "read the corner digit from its memory (3 steps" in card
+    assert "read the corner digit from its memory (6 steps of 4 single `detail` questions; 3 steps, then 1 × 3" in card
+    assert "smol build: the reading step has not found the corner digit yet" in first.stderr
     # 10 transcript steps and 3 reading steps learn neither: the card and the log say so, with what to do
     assert "**Warning:** The transcript stage has not learned to copy an object" in card
-    assert "**Warning:** The reading step has not found the corner digit" in card and "--read-steps" in card
+    assert "**Warning:** The reading step has not found the corner digit" in card and "--read-extensions" in card
     assert "smol build: The reading step has not found the corner digit" in first.stderr
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -180,7 +184,7 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
     averaged = VStream.from_pretrained(tmp_path / "ablation" / "abstract_average" / "checkpoint")
     assert not averaged.llm.model.attention_model.q_proj.weight.any()  # plain averaging, through training
     assert all(line["steps"] >= 1 and set(line["by_type"]) <= set(QUESTION_TYPES) for line in lines)
-    assert all(line["read"]["steps"] == 3 for line in lines)  # the build's reading step, from each variant's memory
+    assert all(line["read"]["steps"] == 6 for line in lines)  # the build's reading step, from each variant's memory
     assert (tmp_path / "ablation" / "no_spatial" / "read" / "model.safetensors").is_file()
 
 
@@ -193,6 +197,7 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
         ["--text-steps", "-1"],
         ["--read-steps", "-1"],
         ["--text-extensions", "-1"],
+        ["--read-extensions", "-1"],
         ["--temporal-memory", "32"],
         ["--temporal-memory", "0x1"],
         ["--temporal-memory", "16x9"],
@@ -308,3 +313,14 @@ def test_teaching_the_language_model_on_transcripts_lowers_its_loss_and_keeps_th
         assert same == ("mm_projector" in name or "attention_model" in name), name
     assert (tmp_path / "text" / "tokenizer.json").read_text() == (init / "tokenizer.json").read_text()
     assert VStream.from_pretrained(tmp_path / "text").memory_config().num_tokens == 200
+
+
+def test_a_reading_step_that_goes_on_learns_the_questions_next_in_turn():
+    """An extension of the reading step (`--read-extensions`) starts where the last run stopped, not at its start."""
+    from vstream.train.read_pretrain import question_picks
+
+    order = [4, 0, 3, 1, 2]
+    whole = question_picks(order, 2, 0, 5)
+    assert whole == [4, 0, 3, 1, 2, 4, 0, 3, 1, 2]  # each question once a pass, round again
+    assert question_picks(order, 2, 0, 3) + question_picks(order, 2, 3, 2) == whole
+    assert question_picks(order, 2, 3, 2) != question_picks(order, 2, 0, 2)

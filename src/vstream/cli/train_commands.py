@@ -71,6 +71,12 @@ def add_build_smol_arguments(parser: argparse.ArgumentParser) -> None:
         help="steps teaching the model to read the corner digit from its memory before the language training (0: none)",
     )
     parser.add_argument(
+        "--read-extensions",
+        type=int,
+        default=2,
+        help="times the reading step goes on, by --read-steps, while it has not found the corner digit",
+    )
+    parser.add_argument(
         "--vision-tower",
         default=None,
         metavar="FOLDER",
@@ -109,11 +115,12 @@ def cmd_build_smol(args: argparse.Namespace) -> int:
         or args.text_steps < 0
         or args.read_steps < 0
         or args.text_extensions < 0
+        or args.read_extensions < 0
         or args.llm_layers < 1
     ):
         raise ConfigError(
             "--streams and --heldout must be >= 1, --minutes and --heldout-minutes >= 1.5, --vision-seconds > 0, "
-            "--text-steps, --text-extensions and --read-steps >= 0, --llm-layers >= 1"
+            "--text-steps, --text-extensions, --read-steps and --read-extensions >= 0, --llm-layers >= 1"
         )
     if args.vision_tower not in (None, "smol") and not (Path(args.vision_tower) / "config.json").is_file():
         raise ConfigError(f"--vision-tower {args.vision_tower}: not a vision tower folder (no config.json)")
@@ -134,6 +141,7 @@ def cmd_build_smol(args: argparse.Namespace) -> int:
         text_steps=args.text_steps,
         text_extensions=args.text_extensions,
         read_steps=args.read_steps,
+        read_extensions=args.read_extensions,
         temporal_memory=args.temporal_memory,
         llm_layers=args.llm_layers,
     )

@@ -89,6 +89,7 @@ def pretrain_reading(
     heldout: int = 200,
     memory: MemoryConfig | None = None,
     workers: int = 1,
+    first_step: int = 0,
 ) -> ReadPretrainResult:
     """Train the checkpoint `folder` on the single `kind` questions of the training `records` (their features under
     `features`), with transcripts rehearsed, for `steps` steps (AdamW, warm-up, constant for the share `hold` of
@@ -96,11 +97,13 @@ def pretrain_reading(
     questions (of the last streams; at most a quarter of them, or one of a few) are not trained on but measured.
     The memory attention stays as it is. `memory`: the memory to read from (default the checkpoint's; an ablation
     passes its own). `workers`: processes that read the samples' memories beside the steps, at the lowest priority
-    (0: in the steps' process; on 2 cores one worker takes a step from 0.30 s to about 0.2)."""
-    if steps < 1 or batch_size < 1 or text_batch_size < 0 or not 0 <= hold < 1:
+    (0: in the steps' process; on 2 cores one worker takes a step from 0.30 s to about 0.2). `first_step`: where
+    in the shuffled questions to start (a run that goes on after `first_step` steps sees the questions next in
+    turn, not the first ones again)."""
+    if steps < 1 or batch_size < 1 or text_batch_size < 0 or first_step < 0 or not 0 <= hold < 1:
         raise ValueError(
-            f"steps and batch_size must be >= 1, text_batch_size >= 0 and hold in [0, 1); got {steps}, "
-            f"{batch_size}, {text_batch_size} and {hold}"
+            f"steps and batch_size must be >= 1, text_batch_size and first_step >= 0 and hold in [0, 1); got "
+            f"{steps}, {batch_size}, {text_batch_size}, {first_step} and {hold}"
         )
     folder, out = Path(folder), Path(out)
     vs = VStream.from_pretrained(folder, dtype=torch.float32)
@@ -121,7 +124,7 @@ def pretrain_reading(
             p.requires_grad_(True)
         optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
         rehearsal = transcript_stream(processor, seed + REHEARSAL_WORLD_OFFSET)
-        picks = [order[(step * batch_size + k) % train_count] for step in range(steps) for k in range(batch_size)]
+        picks = question_picks(order, batch_size, first_step, steps)
         batches = iter(DataLoader(dataset, batch_size, sampler=picks, collate_fn=list, num_workers=workers))
         llm.train()
         losses = []
@@ -145,12 +148,23 @@ def pretrain_reading(
         held = [dataset[i] for i in range(train_count, len(dataset))]
         accuracy = _answered(llm, processor, memory, held)
         kept = transcript_accuracy(llm, transcripts, pad)
-    shutil.copytree(folder, out, dirs_exist_ok=True)
+    if out.resolve() != folder.resolve():
+        shutil.copytree(folder, out, dirs_exist_ok=True)
     llm.save_pretrained(out)
     curve = [round(sum(losses[i : i + 50]) / len(losses[i : i + 50]), 4) for i in range(0, steps, 50)]
     result = ReadPretrainResult(steps, steps * batch_size, curve, heldout, round(accuracy, 4), kept)
     log.info("reading %s: %d steps, loss every 50 %s, held out %.3f", kind, steps, curve, accuracy)
     return result
+
+
+def question_picks(order: list[int], batch_size: int, first_step: int, steps: int) -> list[int]:
+    """The questions steps `first_step .. first_step + steps - 1` learn, `batch_size` a step, going through
+    `order` in turn and round again: a run that goes on where another stopped sees the next ones."""
+    return [
+        order[(step * batch_size + k) % len(order)]
+        for step in range(first_step, first_step + steps)
+        for k in range(batch_size)
+    ]
 
 
 def _single_questions(vs: VStream, memory: MemoryConfig, records: Path, features: Path, kind: str) -> TrainingDataset:

@@ -23,7 +23,7 @@ from vstream.features import save_features
 from vstream.model import VStream
 from vstream.model.smol import SMOL, make_smol_model, smol_folder, smol_vision_config
 from vstream.stream.clips import encode_clip
-from vstream.synth.files import TRAINING, write_world
+from vstream.synth.files import TRAINING, WORLD_VERSION, write_world
 from vstream.train.config import TrainConfig, load_train_config
 from vstream.train.read_pretrain import pretrain_reading
 from vstream.train.text_pretrain import pretrain_on_transcripts
@@ -76,6 +76,9 @@ class SmolBuild:
     read_steps: int = 750
     """Steps (of `read_pretrain`'s batches) teaching the model to read the corner digit from its memory, with the
     transcripts rehearsed, before the language training (0: none)."""
+    read_extensions: int = 2
+    """Times the reading step goes on, by `read_steps` each time on the questions next in turn, while it has not
+    found the digit (its loss leaves a plateau after 250 to 650 steps, or later: world v2, seed 0 not by 750)."""
     temporal_memory: str | None = None
     """The temporal memory's size as `NxS` (N centroids of S×S tokens) instead of the shipped 16x2."""
     llm_layers: int = 4
@@ -105,7 +108,12 @@ def build_smol(out: str | os.PathLike, build: SmolBuild = SmolBuild()) -> Path:
 
     def world() -> dict:
         written = write_world(world_dir, build.seed, build.streams, round(build.minutes * 60))
-        return {"streams": build.streams, "questions": written.questions, "training_samples": written.training_samples}
+        return {
+            "version": WORLD_VERSION,
+            "streams": build.streams,
+            "questions": written.questions,
+            "training_samples": written.training_samples,
+        }
 
     step("world", (world_dir / TRAINING).is_file(), world)
     step("vision", (init / "config.json").is_file(), lambda: _vision_and_init(init, build))
@@ -158,8 +166,8 @@ def build_warnings(record: dict) -> list[str]:
     if read and read["held_out_accuracy"] < READ_LEAST:
         warnings.append(
             f"The reading step has not found the corner digit ({read['held_out_accuracy']:.2f} of {read['held_out']} "
-            "held-out questions; chance 0.10): expect `detail` near chance. Build again with another --seed or more "
-            "--read-steps."
+            f"held-out questions{_steps(read)}; chance 0.10): expect `detail` near chance. Build again with another "
+            "--seed, more --read-steps or more --read-extensions."
         )
     return warnings
 
@@ -204,15 +212,35 @@ def _copied(accuracy: dict[str, float]) -> dict[str, float]:
 
 
 def _read(start: Path, out: Path, records: Path, features: Path, build: SmolBuild) -> dict:
-    """Teach the model of `start` to read the corner digit from its memory, transcripts rehearsed; to `out`."""
-    result = pretrain_reading(start, out, records, features, steps=build.read_steps, seed=build.seed)
+    """Teach the model of `start` to read the corner digit from its memory, transcripts rehearsed; to `out`. While
+    the digit is not found, the step goes on (a new warm-up and decay, on the questions next in turn) up to
+    `build.read_extensions` times: when its loss leaves its plateau depends on the seed."""
+    runs = [pretrain_reading(start, out, records, features, steps=build.read_steps, seed=build.seed)]
+    while len(runs) <= build.read_extensions and runs[-1].held_out_accuracy < READ_LEAST:
+        log.warning(
+            "smol build: the reading step has not found the corner digit yet (%.2f of %d held-out questions): "
+            "%d steps more",
+            runs[-1].held_out_accuracy,
+            runs[-1].held_out,
+            build.read_steps,
+        )
+        done = sum(run.steps for run in runs)
+        runs.append(
+            pretrain_reading(out, out, records, features, steps=build.read_steps, seed=build.seed, first_step=done)
+        )
+    last = runs[-1]
     return {
-        "steps": result.steps,
-        "samples": result.samples,
-        "loss_every_50": result.loss_every_50,
-        "held_out": result.held_out,
-        "held_out_accuracy": result.held_out_accuracy,
-        "transcript_accuracy": result.transcript_accuracy,
+        "steps": sum(run.steps for run in runs),
+        "samples": sum(run.samples for run in runs),
+        "loss_every_50": [loss for run in runs for loss in run.loss_every_50],
+        "held_out": last.held_out,
+        "held_out_accuracy": last.held_out_accuracy,
+        "transcript_accuracy": last.transcript_accuracy,
+        **(
+            {"stages": [{"steps": r.steps, "held_out_accuracy": r.held_out_accuracy} for r in runs]}
+            if len(runs) > 1
+            else {}
+        ),
     }
 
 
@@ -298,7 +326,8 @@ def write_model_card(
             "It answers questions about streams of that world only.",
             "",
             f"- Made by: `{command}`",
-            f"- Seed {settings['seed']}; {settings['streams']} training streams of {settings['minutes']:g} minutes, "
+            f"- Seed {settings['seed']}; world {world.get('version', 'synth-v1')}; {settings['streams']} training "
+            f"streams of {settings['minutes']:g} minutes, "
             f"{_thousands(world.get('training_samples'))} training conversations (each asks every question type "
             f"allowed at one moment of a stream){_used(train_step)}; changes to the `smol` preset: "
             f"{', '.join(settings['overrides']) or 'none'}.",
@@ -357,10 +386,19 @@ def _read_line(read: dict | None) -> list[str]:
     if not read:
         return []
     kept = _per_type(read["transcript_accuracy"])
+    stages = read.get("stages", [])
+    before = ", ".join(f"{stage['held_out_accuracy']:.2f}" for stage in stages[:-1])
+    extended = (
+        f"; {stages[0]['steps']:,} steps, then {len(stages) - 1} × {stages[1]['steps']:,} more because it had not yet "
+        f"found the digit ({before})"
+        if len(stages) > 1
+        else ""
+    )
     return [
         f"- Then taught to read the corner digit from its memory ({read['steps']:,} steps of 4 single `detail` "
-        f"questions, transcripts rehearsed, `vstream.train.read_pretrain`): {read['held_out_accuracy']:.2f} of "
-        f"{read['held_out']} held-out questions answered; transcript questions after it: {kept}."
+        f"questions{extended}, transcripts rehearsed, `vstream.train.read_pretrain`): "
+        f"{read['held_out_accuracy']:.2f} of {read['held_out']} held-out questions answered; transcript questions "
+        f"after it: {kept}."
     ]
 
 
