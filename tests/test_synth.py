@@ -156,6 +156,10 @@ def test_written_videos_show_the_plan_and_the_annotations_pass_the_checker(tmp_p
         text=True,
     )
     assert check.returncode == 0 and check.stdout.count(" 0 bad records") == 2, check.stdout + check.stderr
+    # worlds of two versions ask the same questions of other videos: the version is in both files, so their
+    # digests (which key every result) differ
+    for name in (world.annotations, world.root / CHOICES):
+        assert {record["world"] for record in json.loads(name.read_text())} == {WORLD_VERSION}
     # the same questions as timed multiple choice: the right option is the answer, distractors of the same type
     _, choices = load_questions(world.root / CHOICES, "custom:synth")
     assert len(choices.items) == world.questions

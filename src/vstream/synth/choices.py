@@ -57,6 +57,7 @@ def choice_records(annotations: list[dict[str, Any]], seed: int, options: int = 
                     "answer": choices.index(turn["answer"]),
                     "type": turn["type"],
                     "at": turn["end_time"],
+                    **({"world": record["world"]} if "world" in record else {}),  # in the file's digest
                 }
             )
     return out

@@ -85,6 +85,7 @@ def write_world(
                 "video_id": plan.stream_id,
                 "video_path": f"videos/{path.name}",
                 "duration": float(plan.seconds),
+                "world": WORLD_VERSION,  # in the annotations' digest: the same questions of another world's videos
                 "conversations": [q.to_conversation() for q in questions],
             }
         )
