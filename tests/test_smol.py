@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -186,6 +187,15 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
     assert all(line["steps"] >= 1 and set(line["by_type"]) <= set(QUESTION_TYPES) for line in lines)
     assert all(line["read"]["steps"] == 6 for line in lines)  # the build's reading step, from each variant's memory
     assert (tmp_path / "ablation" / "no_spatial" / "read" / "model.safetensors").is_file()
+    # the language training done again, to other weights: the held-out questions are asked of the new checkpoint,
+    # in a file of its own, not resumed from the old one's answers
+    shutil.rmtree(tmp_path / "checkpoint")
+    third = subprocess.run([*command[:-1], "learning_rate=1e-3"], capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0, third.stderr[-3000:]
+    evaluated = sorted(tmp_path.glob("heldout-*.predictions.jsonl"))
+    heldout = json.loads((tmp_path / "data" / "heldout" / "synth_conversations.json").read_text())
+    asked = sum(len(record["conversations"]) for record in heldout)
+    assert len(evaluated) == 2 and all(len(p.read_text().splitlines()) == asked for p in evaluated)
 
 
 @pytest.mark.parametrize(
@@ -202,6 +212,7 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
         ["--temporal-memory", "0x1"],
         ["--temporal-memory", "16x9"],
         ["--llm-layers", "0"],
+        ["--world-version", "v3"],
     ],
 )
 def test_build_smol_refuses_wrong_sizes_before_any_work(tmp_path, capsys, wrong):

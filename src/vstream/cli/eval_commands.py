@@ -17,6 +17,7 @@ from vstream.cli.model_args import (
     memory_flags,
 )
 from vstream.memory.config import apply_memory_changes
+from vstream.synth.world import WORLD_VERSION, WORLD_VERSIONS
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
@@ -345,6 +346,12 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--first", type=int, default=0, help="index of the first stream (held-out sets start later)")
     synth.add_argument("--minutes", type=float, default=5.0, help="length of each stream (at least 1.5)")
     synth.add_argument("--size", type=int, default=64, help="frame side in pixels")
+    synth.add_argument(
+        "--world-version",
+        default=WORLD_VERSION,
+        help=f"the world's version, one of {', '.join(WORLD_VERSIONS)} (default {WORLD_VERSION}; in synth-v1 a cut "
+        "may keep the background)",
+    )
     synth.add_argument("--out", type=Path, required=True, help="folder for videos/, the annotations and the scene log")
 
 
@@ -359,7 +366,13 @@ def cmd_data(args: argparse.Namespace) -> int:
         if args.streams < 1 or args.first < 0 or args.size < 16 or args.size % 8:
             raise ConfigError("--streams must be >= 1, --first >= 0, --size a multiple of 8 and at least 16")
         world = write_world(
-            args.out, args.seed, args.streams, round(args.minutes * 60), size=args.size, start=args.first
+            args.out,
+            args.seed,
+            args.streams,
+            round(args.minutes * 60),
+            size=args.size,
+            start=args.first,
+            version=args.world_version,
         )
         print(
             json.dumps(

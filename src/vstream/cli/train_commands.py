@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from vstream.synth.world import WORLD_VERSION, WORLD_VERSIONS, check_world_version
+
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -89,6 +91,12 @@ def add_build_smol_arguments(parser: argparse.ArgumentParser) -> None:
         help="the temporal memory's size, N centroids of SxS tokens (default 16x2, the shipped model's)",
     )
     parser.add_argument("--llm-layers", type=int, default=4, help="the new language model's depth (default 4)")
+    parser.add_argument(
+        "--world-version",
+        default=WORLD_VERSION,
+        help=f"the synthetic world trained on and held out, one of {', '.join(WORLD_VERSIONS)} (default "
+        f"{WORLD_VERSION}; synth-v1 made the shipped model)",
+    )
     parser.add_argument("--heldout", type=int, default=30, help="held-out streams (another seed) to evaluate on")
     parser.add_argument("--heldout-minutes", type=float, default=5.0)
     parser.add_argument(
@@ -122,6 +130,7 @@ def cmd_build_smol(args: argparse.Namespace) -> int:
             "--streams and --heldout must be >= 1, --minutes and --heldout-minutes >= 1.5, --vision-seconds > 0, "
             "--text-steps, --text-extensions, --read-steps and --read-extensions >= 0, --llm-layers >= 1"
         )
+    check_world_version(args.world_version)
     if args.vision_tower not in (None, "smol") and not (Path(args.vision_tower) / "config.json").is_file():
         raise ConfigError(f"--vision-tower {args.vision_tower}: not a vision tower folder (no config.json)")
     if args.temporal_memory is not None:
@@ -144,14 +153,22 @@ def cmd_build_smol(args: argparse.Namespace) -> int:
         read_extensions=args.read_extensions,
         temporal_memory=args.temporal_memory,
         llm_layers=args.llm_layers,
+        world_version=args.world_version,
     )
     checkpoint = build_smol(args.out, build)
     heldout = write_world(
-        args.out / "data" / "heldout", args.seed + 1, args.heldout, round(args.heldout_minutes * 60), start=0
+        args.out / "data" / "heldout",
+        args.seed + 1,
+        args.heldout,
+        round(args.heldout_minutes * 60),
+        start=0,
+        version=args.world_version,
     )
-    predictions = args.out / "heldout.predictions.jsonl"
+    model = VStream.from_pretrained(checkpoint)
+    # one file a checkpoint: an interrupted evaluation resumes, and a checkpoint trained again is evaluated anew
+    predictions = args.out / f"heldout-{model.fingerprint()[:12]}.predictions.jsonl"
     config = PredictConfig("synth", predictions, videos=heldout.videos, options=GenerationOptions(max_new_tokens=6))
-    run_predict(VStream.from_pretrained(checkpoint), load_annotations(heldout.annotations), config, str(checkpoint))
+    run_predict(model, load_annotations(heldout.annotations), config, str(checkpoint))
     run_rule(predictions, verdict_paths(predictions))
     report = build_report([predictions], [verdict_paths(predictions)])
     (args.out / "heldout_report.md").write_text(to_markdown(report))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from vstream.errors import SourceError
 from vstream.paths import cache_dir
-from vstream.synth.files import WORLD_VERSION, write_video
-from vstream.synth.world import StreamPlan, plan_stream
+from vstream.synth.files import write_video
+from vstream.synth.world import WORLD_VERSION, StreamPlan, plan_stream
 
 DEFAULT_SECONDS = 10
 

@@ -17,10 +17,7 @@ from vstream.errors import ConfigError
 from vstream.synth.choices import choice_records
 from vstream.synth.questions import CHANCE, QUESTION_TYPES, Question, make_questions, moment_questions
 from vstream.synth.render import SIZE, render
-from vstream.synth.world import StreamPlan, plan_stream
-
-WORLD_VERSION = "synth-v2"
-"""Changes when the same seed would give other streams or questions (v2: every cut changes the background)."""
+from vstream.synth.world import WORLD_VERSION, StreamPlan, check_world_version, plan_stream
 
 TRAINING_MOMENTS_PER_MINUTE = 12
 """Training conversations per minute of stream (each asks every question type allowed at its moment). A stream's
@@ -47,20 +44,28 @@ class World:
 
 
 def write_world(
-    out: str | os.PathLike, seed: int, streams: int, seconds: int, *, size: int = SIZE, start: int = 0
+    out: str | os.PathLike,
+    seed: int,
+    streams: int,
+    seconds: int,
+    *,
+    size: int = SIZE,
+    start: int = 0,
+    version: str = WORLD_VERSION,
 ) -> World:
     """Write streams `start .. start + streams - 1` of world `seed`, `seconds` long each, under `out`:
     `videos/<id>.mp4` (H.264, 1 fps), `synth_conversations.json` (the questions, VStream-QA format),
     `synth_choices.json` (the same questions as timed multiple choice, `synth.choices`),
     `synth_train.json` (LLaVA-format training records: conversations at moments of each stream, each asking
     every question type allowed then, with its `end_time`), `scenes.jsonl` (the scene log), `world.json`.
+    `version`: the world's version (`synth.world.WORLD_VERSIONS`; an older one to reproduce what was made with it).
 
     A video already written is kept (the files are a function of the seed), so an interrupted run resumes; a
     folder that holds another world (another version, seed, length or size) is refused rather than mixed in.
     """
     root = Path(out)
     world = {
-        "version": WORLD_VERSION,
+        "version": version,
         "seed": seed,
         "streams": [start, start + streams],
         "seconds": seconds,
@@ -69,13 +74,14 @@ def write_world(
         "question_types": list(QUESTION_TYPES),
         "chance": CHANCE,
     }
+    check_world_version(version)
     _refuse_another_world(root, world)
     videos = root / "videos"
     videos.mkdir(parents=True, exist_ok=True)
     _write_text(root / WORLD, json.dumps(world, indent=1) + "\n")
     records, plans, training = [], [], []
     for index in tqdm(range(start, start + streams), desc="synthetic streams", unit="stream"):
-        plan = plan_stream(seed, index, seconds)
+        plan = plan_stream(seed, index, seconds, version)
         path = videos / f"{plan.stream_id}.mp4"
         if not path.is_file():
             write_video(plan, path, size=size)
@@ -85,7 +91,7 @@ def write_world(
                 "video_id": plan.stream_id,
                 "video_path": f"videos/{path.name}",
                 "duration": float(plan.seconds),
-                "world": WORLD_VERSION,  # in the annotations' digest: the same questions of another world's videos
+                "world": version,  # in the annotations' digest: the same questions of another world's videos
                 "conversations": [q.to_conversation() for q in questions],
             }
         )

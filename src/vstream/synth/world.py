@@ -36,6 +36,13 @@ NOTHING = "nothing"
 MIN_SCENE = 20
 """Seconds: the shortest scene."""
 
+WORLD_VERSIONS = ("synth-v1", "synth-v2")
+"""The worlds this generator plans. The same seed gives the same objects, states, times and digits in both; in
+`synth-v1` a cut could keep the background (a quarter of them did), which on the screen looks like the object
+changing colour; in `synth-v2` every cut changes it."""
+WORLD_VERSION = WORLD_VERSIONS[-1]
+"""The world planned unless another is asked for (the shipped model was trained on `synth-v1`)."""
+
 
 @dataclass(frozen=True)
 class State:
@@ -123,8 +130,8 @@ def stream_id(seed: int, index: int) -> str:
     return f"synth-{seed}-{index:04d}"
 
 
-def plan_stream(seed: int, index: int, seconds: int) -> StreamPlan:
-    """Plan stream `index` of world `seed`, `seconds` long (at least 3).
+def plan_stream(seed: int, index: int, seconds: int, version: str = WORLD_VERSION) -> StreamPlan:
+    """Plan stream `index` of world `seed`, `seconds` long (at least 3), as world `version` plans it.
 
     Scenes last 20 s to a few minutes (longer in longer streams); the digit scene is the second or third and the
     longest; each cut changes the object and the background; about half the other scenes move, a third change
@@ -133,6 +140,7 @@ def plan_stream(seed: int, index: int, seconds: int) -> StreamPlan:
     """
     if seconds < 3:
         raise ConfigError(f"a synthetic stream lasts at least 3 seconds, got {seconds}")
+    check_world_version(version)
     rng = np.random.default_rng([seed, index])
     if seconds < 90:
         third = seconds // 3
@@ -145,11 +153,17 @@ def plan_stream(seed: int, index: int, seconds: int) -> StreamPlan:
         choices = [o for o in objects if o != previous]  # a cut always changes the object
         colour, shape = choices[int(rng.integers(len(choices)))]
         previous = (colour, shape)
-        backgrounds = [b for b in BACKGROUNDS if b != previous_background]  # and the background
+        backgrounds = [b for b in BACKGROUNDS if b != previous_background or version == "synth-v1"]  # and background
         background = previous_background = backgrounds[int(rng.integers(len(backgrounds)))]
         scenes.append(_scene(rng, start, start + length, background, colour, shape, i == digit_scene))
         start += length
     return StreamPlan(stream_id(seed, index), seconds, tuple(scenes))
+
+
+def check_world_version(version: str) -> None:
+    """Raise a clear error for a world version this generator does not plan."""
+    if version not in WORLD_VERSIONS:
+        raise ConfigError(f"unknown synthetic world version {version!r}: expected one of {', '.join(WORLD_VERSIONS)}")
 
 
 def _scene_lengths(rng: np.random.Generator, seconds: int) -> tuple[list[int], int]:

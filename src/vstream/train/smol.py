@@ -23,7 +23,8 @@ from vstream.features import save_features
 from vstream.model import VStream
 from vstream.model.smol import SMOL, make_smol_model, smol_folder, smol_vision_config
 from vstream.stream.clips import encode_clip
-from vstream.synth.files import TRAINING, WORLD_VERSION, write_world
+from vstream.synth.files import TRAINING, write_world
+from vstream.synth.world import WORLD_VERSION
 from vstream.train.config import TrainConfig, load_train_config
 from vstream.train.read_pretrain import pretrain_reading
 from vstream.train.text_pretrain import pretrain_on_transcripts
@@ -83,6 +84,8 @@ class SmolBuild:
     """The temporal memory's size as `NxS` (N centroids of S×S tokens) instead of the shipped 16x2."""
     llm_layers: int = 4
     """The new LLM's depth (the shipped model's: 4)."""
+    world_version: str = WORLD_VERSION
+    """The synthetic world trained on and held out (`synth-v1` reproduces the shipped model)."""
 
 
 def build_smol(out: str | os.PathLike, build: SmolBuild = SmolBuild()) -> Path:
@@ -107,9 +110,11 @@ def build_smol(out: str | os.PathLike, build: SmolBuild = SmolBuild()) -> Path:
     world_dir, init, features = out / "data" / "train", out / "init", out / "data" / "train" / "features"
 
     def world() -> dict:
-        written = write_world(world_dir, build.seed, build.streams, round(build.minutes * 60))
+        written = write_world(
+            world_dir, build.seed, build.streams, round(build.minutes * 60), version=build.world_version
+        )
         return {
-            "version": WORLD_VERSION,
+            "version": build.world_version,
             "streams": build.streams,
             "questions": written.questions,
             "training_samples": written.training_samples,
@@ -269,7 +274,14 @@ def _vision_and_init(init: Path, build: SmolBuild) -> dict:
         return {"from": str(source)}
     tower = CLIPVisionModel(smol_vision_config())
     result = pretrain_vision_tower(
-        tower, CLIP_MEAN, CLIP_STD, select_layer=-1, seconds=build.vision_seconds, seed=build.seed, target=VISION_TARGET
+        tower,
+        CLIP_MEAN,
+        CLIP_STD,
+        select_layer=-1,
+        seconds=build.vision_seconds,
+        seed=build.seed,
+        target=VISION_TARGET,
+        version=build.world_version,
     )
     make_smol_model(
         init, vision=tower, seed=build.seed, temporal_memory=build.temporal_memory, llm_layers=build.llm_layers

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from transformers import CLIPVisionModel
 
 from vstream.synth.render import render
-from vstream.synth.world import BACKGROUNDS, COLOURS, DIGITS, SHAPES, plan_stream
+from vstream.synth.world import BACKGROUNDS, COLOURS, DIGITS, SHAPES, WORLD_VERSION, plan_stream
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +31,14 @@ ATTRIBUTES = {
 }
 
 
-def frame_batch(seed: int, count: int, size: int) -> tuple[np.ndarray, dict[str, Tensor]]:
-    """`count` frames of random streams and moments of world `seed`, `(N, size, size, 3)` uint8, and their labels."""
+def frame_batch(seed: int, count: int, size: int, version: str = WORLD_VERSION) -> tuple[np.ndarray, dict[str, Tensor]]:
+    """`count` frames of random streams and moments of world `seed` (of `version`), `(N, size, size, 3)` uint8,
+    and their labels."""
     rng = np.random.default_rng(seed)
     images = np.empty((count, size, size, 3), np.uint8)
     labels = {name: torch.empty(count, dtype=torch.long) for name in ATTRIBUTES}
     for i in range(count):
-        plan = plan_stream(int(rng.integers(1 << 30)), 0, 300)
+        plan = plan_stream(int(rng.integers(1 << 30)), 0, 300, version)
         t = int(rng.integers(plan.seconds))
         images[i] = render(plan, t, size)
         scene = plan.scene_at(t)
@@ -97,9 +98,10 @@ def pretrain_vision_tower(
     learning_rate: float = 1e-3,
     seed: int = 0,
     target: float = 0.97,
+    version: str = WORLD_VERSION,
 ) -> PretrainResult:
-    """Train `model` on world frames until `seconds` pass or every held-out read-out reaches `target` (checked
-    every 100 steps); the heads are thrown away, the tower keeps what it learned."""
+    """Train `model` on frames of world `version` until `seconds` pass or every held-out read-out reaches `target`
+    (checked every 100 steps); the heads are thrown away, the tower keeps what it learned."""
     size = model.config.image_size
     grid = size // model.config.patch_size
     heads = AttributeHeads(model.config.hidden_size, grid)
@@ -117,11 +119,11 @@ def pretrain_vision_tower(
         hidden = model(pixel_values=x, output_hidden_states=True).hidden_states[select_layer]
         return hidden[:, 1:]  # the patch tokens, as the tower gives them
 
-    test_images, test_labels = frame_batch(seed + 1_000_003, 1024, size)
+    test_images, test_labels = frame_batch(seed + 1_000_003, 1024, size, version)
     start, step, accuracy = time.perf_counter(), 0, {}
     model.train()
     while step < max_steps and time.perf_counter() - start < seconds:
-        images, labels = frame_batch(seed * 1_000_000 + step, batch_size, size)
+        images, labels = frame_batch(seed * 1_000_000 + step, batch_size, size, version)
         logits = heads(patches(images, augment=True))
         loss = sum(nn.functional.cross_entropy(v, labels[k.split("@")[0]]) for k, v in logits.items())
         optimizer.zero_grad()
