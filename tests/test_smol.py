@@ -127,6 +127,8 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
     assert trace[-1] < 0.5 * trace[0], trace
     record = json.loads((tmp_path / "build.json").read_text())
     assert {"world", "vision", "text", "features", "read", "train"} <= set(record)
+    assert record["world"]["version"] == "synth-v1"  # the shipped model's world, so the default command rebuilds it
+    assert json.loads((tmp_path / "data" / "train" / "world.json").read_text())["version"] == "synth-v1"
     assert record["vision"]["from"].endswith("vision_tower") and record["text"]["steps"] == 15  # 10, 5 more
     assert [stage["steps"] for stage in record["text"]["stages"]] == [10, 5]
     read = record["read"]
@@ -144,7 +146,7 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
         assert torch.equal(before[name], after[name]) == ("attention_model" in name), name
     card = (tmp_path / "checkpoint" / "README.md").read_text()
     assert "vstream build-smol --out" in card and "| now |" in card and "taken as it was from" in card
-    assert "the STAR memory at\n200 tokens (temporal 16 × 2×2)" in card
+    assert "the STAR memory at\n200 tokens (temporal 16 × 2×2)" in card and "- Seed 0; world synth-v1;" in card
     assert "taught on transcripts (15 steps of 16 conversations; 10 steps, then 1 × 5 more because" in card
     assert "smol build: the transcript stage has not learned to copy an object yet" in first.stderr
     assert "read the corner digit from its memory (6 steps of 4 single `detail` questions; 3 steps, then 1 × 3" in card

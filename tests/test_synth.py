@@ -200,7 +200,7 @@ def test_a_folder_holding_another_world_is_refused_and_left_intact(tmp_path):
         with pytest.raises(ConfigError, match="already holds another world") as refused:
             write_world(tmp_path, streams=1, **other)
         assert "seed 3" in str(refused.value) and "seconds 100" in str(refused.value)
-    with pytest.raises(ConfigError, match=r"version synth-v2.*not version synth-v1"):
+    with pytest.raises(ConfigError, match=r"version synth-v2.*not version synth-v1.*write version synth-v2 to go on"):
         write_world(tmp_path, seed=3, streams=1, seconds=100, version="synth-v1")  # same seed, other videos
     with pytest.raises(ConfigError, match="unknown synthetic world version 'synth-v9'"):
         write_world(tmp_path / "new", seed=3, streams=1, seconds=100, version="synth-v9")

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from vstream.synth.world import WORLD_VERSION, WORLD_VERSIONS, check_world_version
+from vstream.synth.world import SMOL_WORLD_VERSION, WORLD_VERSIONS, check_world_version
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,9 +93,9 @@ def add_build_smol_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--llm-layers", type=int, default=4, help="the new language model's depth (default 4)")
     parser.add_argument(
         "--world-version",
-        default=WORLD_VERSION,
+        default=SMOL_WORLD_VERSION,
         help=f"the synthetic world trained on and held out, one of {', '.join(WORLD_VERSIONS)} (default "
-        f"{WORLD_VERSION}; synth-v1 made the shipped model)",
+        f"{SMOL_WORLD_VERSION}, the shipped model's)",
     )
     parser.add_argument("--heldout", type=int, default=30, help="held-out streams (another seed) to evaluate on")
     parser.add_argument("--heldout-minutes", type=float, default=5.0)

@@ -118,7 +118,9 @@ def _refuse_another_world(root: Path, world: dict) -> None:
     if any(there.get(key) != world[key] for key in keys):
         held = ", ".join(f"{key} {there.get(key)}" for key in keys)
         wanted = ", ".join(f"{key} {world[key]}" for key in keys)
-        raise ConfigError(f"{root} already holds another world ({held}), not {wanted}: write to a new folder")
+        same_but_version = all(there.get(key) == world[key] for key in keys[1:])
+        hint = f" (or write version {there.get('version')} to go on with it)" if same_but_version else ""
+        raise ConfigError(f"{root} already holds another world ({held}), not {wanted}: write to a new folder{hint}")
 
 
 def training_records(stream_id: str, conversations: list[list[Question]]) -> list[dict]:

@@ -24,7 +24,7 @@ from vstream.model import VStream
 from vstream.model.smol import SMOL, make_smol_model, smol_folder, smol_vision_config
 from vstream.stream.clips import encode_clip
 from vstream.synth.files import TRAINING, write_world
-from vstream.synth.world import WORLD_VERSION
+from vstream.synth.world import SMOL_WORLD_VERSION
 from vstream.train.config import TrainConfig, load_train_config
 from vstream.train.read_pretrain import pretrain_reading
 from vstream.train.text_pretrain import pretrain_on_transcripts
@@ -84,8 +84,8 @@ class SmolBuild:
     """The temporal memory's size as `NxS` (N centroids of S×S tokens) instead of the shipped 16x2."""
     llm_layers: int = 4
     """The new LLM's depth (the shipped model's: 4)."""
-    world_version: str = WORLD_VERSION
-    """The synthetic world trained on and held out (`synth-v1` reproduces the shipped model)."""
+    world_version: str = SMOL_WORLD_VERSION
+    """The synthetic world trained on and held out (by default the shipped model's)."""
 
 
 def build_smol(out: str | os.PathLike, build: SmolBuild = SmolBuild()) -> Path:
