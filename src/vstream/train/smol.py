@@ -379,12 +379,8 @@ def _text_line(text: dict | None) -> list[str]:
     if not text:
         return []
     accuracy = _per_type(text["held_out_accuracy"])
-    stages = text.get("stages", [])
-    extended = (
-        f"; {stages[0]['steps']:,} steps, then {len(stages) - 1} × {stages[1]['steps']:,} more because it had not yet "
-        f"learned to copy an object ({'; '.join(_per_type(_copied(s['held_out_accuracy'])) for s in stages[:-1])})"
-        if len(stages) > 1
-        else ""
+    extended = _went_on(
+        text.get("stages", []), "learned to copy an object", lambda a: _per_type(_copied(a)), separator="; "
     )
     return [
         f"- Language model first taught on transcripts ({text['steps']:,} steps of {text.get('batch', 16)} "
@@ -398,20 +394,25 @@ def _read_line(read: dict | None) -> list[str]:
     if not read:
         return []
     kept = _per_type(read["transcript_accuracy"])
-    stages = read.get("stages", [])
-    before = ", ".join(f"{stage['held_out_accuracy']:.2f}" for stage in stages[:-1])
-    extended = (
-        f"; {stages[0]['steps']:,} steps, then {len(stages) - 1} × {stages[1]['steps']:,} more because it had not yet "
-        f"found the digit ({before})"
-        if len(stages) > 1
-        else ""
-    )
+    extended = _went_on(read.get("stages", []), "found the digit", lambda accuracy: f"{accuracy:.2f}")
     return [
         f"- Then taught to read the corner digit from its memory ({read['steps']:,} steps of 4 single `detail` "
         f"questions{extended}, transcripts rehearsed, `vstream.train.read_pretrain`): "
         f"{read['held_out_accuracy']:.2f} of {read['held_out']} held-out questions answered; transcript questions "
         f"after it: {kept}."
     ]
+
+
+def _went_on(stages: list[dict], missing: str, shown, separator: str = ", ") -> str:
+    """`; 750 steps, then 1 × 750 more because it had not yet found the digit (0.19)`, for a step that went on
+    (its `stages`, each with its `held_out_accuracy`, written as `shown` writes it); empty for one that did not."""
+    if len(stages) < 2:
+        return ""
+    before = separator.join(shown(stage["held_out_accuracy"]) for stage in stages[:-1])
+    return (
+        f"; {stages[0]['steps']:,} steps, then {len(stages) - 1} × {stages[1]['steps']:,} more because it had not yet "
+        f"{missing} ({before})"
+    )
 
 
 def _per_type(accuracy: dict[str, float]) -> str:
