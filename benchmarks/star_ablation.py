@@ -7,10 +7,10 @@ Each variant trains the same starting checkpoint (`BUILD/text`: its vision tower
 the world's questions on transcripts; `BUILD/init` for a build without that step) with the build's recipe: the
 step that teaches it to read the corner digit (as many steps as the build's, with the variant's memory; where the
 build had one), then the language training on the same data for the same wall-clock time (steps are calibrated
-per variant: a smaller memory takes more, shorter steps),
+per variant: a smaller memory takes more, shorter steps) or, with `--steps`, for the same number of steps,
 with one memory removed or replaced by a baseline at about the same token budget, and is evaluated online on
-held-out streams of another seed with that same memory. One JSON line per variant: accuracy per question type,
-chance, tokens, steps, seconds.
+held-out streams of another seed (in the build's world version) with that same memory. One JSON line per variant:
+accuracy per question type, chance, tokens, steps, seconds, the world version.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from vstream.eval.report import build_report
 from vstream.model import GenerationOptions, VStream
 from vstream.synth.files import TRAINING, write_world
 from vstream.synth.questions import CHANCE
+from vstream.synth.world import SMOL_WORLD_VERSION
 from vstream.train.config import load_train_config
 from vstream.train.read_pretrain import pretrain_reading
 from vstream.train.smol import language_start
@@ -70,6 +71,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="default: BUILD/ablation")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--seconds", type=float, default=900.0, help="training time per variant")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="language steps per variant instead of a time (as the paper: same data)"
+    )
     parser.add_argument("--heldout", type=int, default=200, help="held-out streams")
     parser.add_argument("--heldout-minutes", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0, help="training seed (the world's stays the build's)")
@@ -82,12 +86,14 @@ def main() -> None:
     settings = record["settings"]
     if args.read_steps is None:
         args.read_steps = record.get("read", {}).get("steps", 0)
-    heldout = write_world(out / "heldout", settings["seed"] + 1, args.heldout, round(args.heldout_minutes * 60))
+    world = record["world"].get("version", SMOL_WORLD_VERSION)  # builds made before versions were in synth-v1
+    seconds = round(args.heldout_minutes * 60)
+    heldout = write_world(out / "heldout", settings["seed"] + 1, args.heldout, seconds, version=world)
     questions = load_annotations(heldout.annotations)
     for name in args.variants.split(","):
         with contextlib.redirect_stdout(sys.stderr):  # the Trainer's log lines: stdout is for the JSON lines only
             result = run_variant(name, VARIANTS[name], args, out, questions, heldout.videos)
-        print(json.dumps(result), flush=True)
+        print(json.dumps({**result, "world": world}), flush=True)
 
 
 def run_variant(name, memory, args, out, questions, videos) -> dict:
@@ -114,11 +120,10 @@ def run_variant(name, memory, args, out, questions, videos) -> dict:
         f"memory={json.dumps(memory)}",
         f"seed={args.seed}",
     ]
-    step_s = calibrate(overrides, folder)
-    steps = max(int(args.seconds / step_s), 1)
+    steps = args.steps or max(int(args.seconds / calibrate(overrides, folder)), 1)
     config = load_train_config("smol", [*overrides, f"max_steps={steps}", f"save_steps={steps}"])
     start = time.perf_counter()
-    checkpoint = train(config, callbacks=[StopAfter(args.seconds)])
+    checkpoint = train(config, callbacks=[] if args.steps else [StopAfter(args.seconds)])
     trained_s = time.perf_counter() - start
     vs = VStream.from_pretrained(checkpoint)
     memory_config = vs.memory_config().replace(**memory)

@@ -17,6 +17,7 @@ from transformers import CLIPVisionModel
 from vstream.model import VStream
 from vstream.model.smol import OBJECTS, make_smol_model, smol_vision_config
 from vstream.synth.questions import QUESTION_TYPES, TRAINING_ONLY_TYPES, question_corpus
+from vstream.synth.world import SMOL_WORLD_VERSION
 from vstream.train.smol import CLIP_MEAN, CLIP_STD, SmolBuild, build_warnings, copies
 from vstream.train.vision_pretrain import pretrain_vision_tower
 
@@ -176,14 +177,21 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = json.loads(result.stdout.strip().splitlines()[-1])["learned"].items()
     assert run[0] == text and run[1]["held_out"] == 1 and len(run[1]["loss_every_50"]) == 1
-    ablation = [sys.executable, "benchmarks/star_ablation.py", "--build", str(tmp_path), "--variants"]
-    ablation += ["full,no_spatial,abstract_average", "--seconds", "1"]
+    ablation = [sys.executable, "benchmarks/star_ablation.py", "--build", str(tmp_path)]
     ablation += ["--heldout", "1", "--heldout-minutes", "1.5"]
-    result = subprocess.run(ablation, capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    lines = []
+    for variants, budget in (("full,no_spatial", ["--seconds", "1"]), ("abstract_average", ["--steps", "2"])):
+        result = subprocess.run(
+            [*ablation, "--variants", variants, *budget], capture_output=True, text=True, timeout=600, cwd=ROOT
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        lines += [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert lines[-1]["steps"] == 2  # a number of steps, as the paper's ablations train, instead of a time
     assert [line["variant"] for line in lines] == ["full", "no_spatial", "abstract_average"]
     assert [line["tokens"] for line in lines] == [200, 136, 200]  # without spatial: its 64 tokens gone
+    # held out in the build's world (synth-v1 here, not the newest version `vstream data synth` writes)
+    assert {line["world"] for line in lines} == {SMOL_WORLD_VERSION}
+    assert json.loads((tmp_path / "ablation" / "heldout" / "world.json").read_text())["version"] == SMOL_WORLD_VERSION
     averaged = VStream.from_pretrained(tmp_path / "ablation" / "abstract_average" / "checkpoint")
     assert not averaged.llm.model.attention_model.q_proj.weight.any()  # plain averaging, through training
     assert all(line["steps"] >= 1 and set(line["by_type"]) <= set(QUESTION_TYPES) for line in lines)
