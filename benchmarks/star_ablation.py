@@ -33,10 +33,9 @@ from vstream.eval.report import build_report
 from vstream.model import GenerationOptions, VStream
 from vstream.synth.files import TRAINING, write_world
 from vstream.synth.questions import CHANCE
-from vstream.synth.world import SMOL_WORLD_VERSION
 from vstream.train.config import load_train_config
 from vstream.train.read_pretrain import pretrain_reading
-from vstream.train.smol import language_start
+from vstream.train.smol import build_world_version, language_start
 from vstream.train.trainer import build_trainer, train
 
 VARIANTS = {
@@ -72,7 +71,10 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--seconds", type=float, default=900.0, help="training time per variant")
     parser.add_argument(
-        "--steps", type=int, default=None, help="language steps per variant instead of a time (as the paper: same data)"
+        "--steps",
+        type=int,
+        default=None,
+        help="language steps per variant instead of a time (the same samples for each)",
     )
     parser.add_argument("--heldout", type=int, default=200, help="held-out streams")
     parser.add_argument("--heldout-minutes", type=float, default=5.0)
@@ -86,7 +88,7 @@ def main() -> None:
     settings = record["settings"]
     if args.read_steps is None:
         args.read_steps = record.get("read", {}).get("steps", 0)
-    world = record["world"].get("version", SMOL_WORLD_VERSION)  # builds made before versions were in synth-v1
+    world = build_world_version(record)
     seconds = round(args.heldout_minutes * 60)
     heldout = write_world(out / "heldout", settings["seed"] + 1, args.heldout, seconds, version=world)
     questions = load_annotations(heldout.annotations)

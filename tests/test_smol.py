@@ -186,7 +186,7 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
         )
         assert result.returncode == 0, result.stderr[-3000:]
         lines += [json.loads(line) for line in result.stdout.strip().splitlines()]
-    assert lines[-1]["steps"] == 2  # a number of steps, as the paper's ablations train, instead of a time
+    assert lines[-1]["steps"] == 2  # a number of steps (the same samples for every variant) instead of a time
     assert [line["variant"] for line in lines] == ["full", "no_spatial", "abstract_average"]
     assert [line["tokens"] for line in lines] == [200, 136, 200]  # without spatial: its 64 tokens gone
     # held out in the build's world (synth-v1 here, not the newest version `vstream data synth` writes)

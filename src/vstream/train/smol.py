@@ -24,7 +24,7 @@ from vstream.model import VStream
 from vstream.model.smol import SMOL, make_smol_model, smol_folder, smol_vision_config
 from vstream.stream.clips import encode_clip
 from vstream.synth.files import TRAINING, write_world
-from vstream.synth.world import SMOL_WORLD_VERSION
+from vstream.synth.world import SMOL_WORLD_VERSION, WORLD_VERSIONS
 from vstream.train.config import TrainConfig, load_train_config
 from vstream.train.read_pretrain import pretrain_reading
 from vstream.train.text_pretrain import pretrain_on_transcripts
@@ -151,6 +151,12 @@ def language_start(out: str | os.PathLike) -> Path:
     that step. (The shipped recipe's language training starts from `out/read`, which learned with the full memory.)"""
     text = Path(out) / TEXT_FOLDER
     return text if (text / "config.json").is_file() else Path(out) / "init"
+
+
+def build_world_version(record: dict) -> str:
+    """The synthetic world a build (its `build.json` record) was trained in; builds made before worlds had versions
+    were made in the first, `synth-v1`."""
+    return record.get("world", {}).get("version", WORLD_VERSIONS[0])
 
 
 def build_warnings(record: dict) -> list[str]:
@@ -338,7 +344,7 @@ def write_model_card(
             "It answers questions about streams of that world only.",
             "",
             f"- Made by: `{command}`",
-            f"- Seed {settings['seed']}; world {world.get('version', 'synth-v1')}; {settings['streams']} training "
+            f"- Seed {settings['seed']}; world {build_world_version(record)}; {settings['streams']} training "
             f"streams of {settings['minutes']:g} minutes, "
             f"{_thousands(world.get('training_samples'))} training conversations (each asks every question type "
             f"allowed at one moment of a stream){_used(train_step)}; changes to the `smol` preset: "
