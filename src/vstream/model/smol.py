@@ -99,7 +99,7 @@ def make_smol_model(
     # Punctuation apart: `Which appeared first, the red circle or the blue square?` ends in the answer's tokens.
     # Each object one token (`red circle`): an answer is one token, and whether an object was named before is one
     # token's match (on held-out transcripts, after 800 steps, `now` 0.95 instead of 0.12 and `order` 0.65
-    # instead of 0.11; the README).
+    # instead of 0.11; docs/smol.md).
     tokenizer = build_tiny_tokenizer(vocab_size, corpus, split_punctuation=True, phrases=OBJECTS)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -112,13 +112,13 @@ def make_smol_model(
             # Eight heads of 16 rather than four of 32: more places for the lookups the questions need (find the
             # named object, the last full stop...). On held-out transcripts after the same 1,600 steps, seed 0:
             # order 0.75 -> 0.88, ever 0.67 -> 0.81, count 0.53 -> 0.72, earlier 0.48 -> 0.60. Copying still
-            # depends on the draw: the seed-3 build did not learn it with either (the README).
+            # depends on the draw: the seed-3 build did not learn it with either (docs/smol.md).
             num_attention_heads=8,
             num_key_value_heads=8,
             max_position_embeddings=1024,
             # One matrix reads and writes words: copying a word of the context (the digit, an object named in the
             # question) then needs no second mapping learned from nothing. On transcripts this took `detail` from
-            # 0.09 to 1.00 and `beginning` from 0.50 to 0.98 in the same 2,000 steps (the README).
+            # 0.09 to 1.00 and `beginning` from 0.50 to 0.98 in the same 2,000 steps (docs/smol.md).
             tie_word_embeddings=True,
             mm_hidden_size=vision.config.hidden_size,
             mm_vision_select_layer=-1,
