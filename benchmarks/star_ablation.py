@@ -5,12 +5,13 @@
 
 Each variant trains the same starting checkpoint (`BUILD/text`: its vision tower taught, its language model taught
 the world's questions on transcripts; `BUILD/init` for a build without that step) with the build's recipe: the
-step that teaches it to read the corner digit (as many steps as the build's, with the variant's memory; where the
-build had one), then the language training on the same data for the same wall-clock time (steps are calibrated
-per variant: a smaller memory takes more, shorter steps) or, with `--steps`, for the same number of steps,
-with one memory removed or replaced by a baseline at about the same token budget, and is evaluated online on
-held-out streams of another seed (in the build's world version) with that same memory. One JSON line per variant:
-accuracy per question type, chance, tokens, steps, seconds, the world version.
+step that teaches it to read the corner digit (the build's stages, with the variant's memory; where the build had
+one), then the language training on the same data with the build's settings and seed, for the same wall-clock time
+(steps are calibrated per variant: a smaller memory takes more, shorter steps) or, with `--steps`, for the same
+number of steps, with one memory removed or replaced by a baseline at about the same token budget, and is evaluated
+online on held-out streams of another seed (in the build's world version) with that same memory. With `--steps`
+set to the build's language steps, `full` is the build's model again, bit for bit. One JSON line per variant:
+accuracy per question type, chance, tokens, steps, seconds, the world version and the sha256 of the weights.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from vstream.eval.judge import run_rule, verdict_paths
 from vstream.eval.predict import PredictConfig, run_predict
 from vstream.eval.report import build_report
 from vstream.model import GenerationOptions, VStream
+from vstream.model.fingerprint import file_digest
 from vstream.synth.files import TRAINING, write_world
 from vstream.synth.questions import CHANCE
 from vstream.train.config import load_train_config
@@ -50,6 +52,8 @@ VARIANTS = {
     "abstract_average": {},  # the full memory; its abstract slots updated by plain averaging (see `averaged_init`)
 }
 """Memory changes of each variant (MemoryConfig fields); the full STAR memory of smol is 200 tokens."""
+PER_RUN = ("max_steps=", "save_steps=", "model=", "output_dir=", "data.", "memory=", "seed=")
+"""Build settings each variant sets for itself; the build's other overrides (batch, learning rate...) are kept."""
 
 
 class StopAfter(TrainerCallback):
@@ -78,16 +82,20 @@ def main() -> None:
     )
     parser.add_argument("--heldout", type=int, default=200, help="held-out streams")
     parser.add_argument("--heldout-minutes", type=float, default=5.0)
-    parser.add_argument("--seed", type=int, default=0, help="training seed (the world's stays the build's)")
+    parser.add_argument("--seed", type=int, default=None, help="training seed (default: the build's)")
     parser.add_argument(
-        "--read-steps", type=int, default=None, help="steps of the reading step (default: the build's; 0: none)"
+        "--read-steps",
+        type=int,
+        default=None,
+        help="steps of the reading step, in one stage (default: the build's, stage by stage; 0: none)",
     )
     args = parser.parse_args()
     out = args.out or args.build / "ablation"
     record = json.loads((args.build / "build.json").read_text())
     settings = record["settings"]
-    if args.read_steps is None:
-        args.read_steps = record.get("read", {}).get("steps", 0)
+    args.seed = settings["seed"] if args.seed is None else args.seed
+    args.read_stages = read_stages(record.get("read", {})) if args.read_steps is None else [args.read_steps]
+    args.build_overrides = [o for o in settings.get("overrides", []) if not o.startswith(PER_RUN)]
     world = build_world_version(record)
     seconds = round(args.heldout_minutes * 60)
     heldout = write_world(out / "heldout", settings["seed"] + 1, args.heldout, seconds, version=world)
@@ -106,15 +114,26 @@ def run_variant(name, memory, args, out, questions, videos) -> dict:
     init = averaged_init(start, folder / "init") if name == "abstract_average" else start
     records, features = args.build / "data" / "train" / TRAINING, args.build / "data" / "train" / "features"
     read = {}
-    if args.read_steps:  # the build's reading step, from the variant's memory
+    if sum(args.read_stages):  # the build's reading step, stage by stage as it ran, from the variant's memory
         variant_memory = VStream.from_pretrained(init).memory_config().replace(**memory)
         shutil.rmtree(folder / "read", ignore_errors=True)
-        taught = pretrain_reading(
-            init, folder / "read", records, features, steps=args.read_steps, seed=args.seed, memory=variant_memory
-        )
-        read = {"steps": taught.steps, "held_out_accuracy": taught.held_out_accuracy}
+        done = 0
+        for steps in args.read_stages:
+            taught = pretrain_reading(
+                init if done == 0 else folder / "read",
+                folder / "read",
+                records,
+                features,
+                steps=steps,
+                seed=args.seed,
+                memory=variant_memory,
+                first_step=done,
+            )
+            done += taught.steps
+        read = {"steps": done, "held_out_accuracy": taught.held_out_accuracy}
         init = folder / "read"
     overrides = [
+        *args.build_overrides,
         f"model={init}",
         f"output_dir={folder / 'checkpoint'}",
         f"data.files=[{records}]",
@@ -149,7 +168,13 @@ def run_variant(name, memory, args, out, questions, videos) -> dict:
         "accuracy": row.get("accuracy"),
         "by_type": {t: c.get("accuracy") for t, c in sorted(row["by_type"].items())},
         "chance": {t: round(100 * c, 1) for t, c in CHANCE.items()},
+        "weights_sha256": file_digest(checkpoint / "model.safetensors"),
     }
+
+
+def read_stages(read: dict) -> list[int]:
+    """The steps of each stage of a build's reading step (one stage, or more where it went on; none without one)."""
+    return [stage["steps"] for stage in read.get("stages", [])] or [read.get("steps", 0)]
 
 
 def averaged_init(init: Path, out: Path) -> Path:

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from transformers import CLIPVisionModel
 
 from vstream.model import VStream
+from vstream.model.fingerprint import file_digest
 from vstream.model.smol import OBJECTS, make_smol_model, smol_vision_config
 from vstream.synth.questions import QUESTION_TYPES, TRAINING_ONLY_TYPES, question_corpus
 from vstream.synth.world import SMOL_WORLD_VERSION
@@ -180,7 +181,8 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
     ablation = [sys.executable, "benchmarks/star_ablation.py", "--build", str(tmp_path)]
     ablation += ["--heldout", "1", "--heldout-minutes", "1.5"]
     lines = []
-    for variants, budget in (("full,no_spatial", ["--seconds", "1"]), ("abstract_average", ["--steps", "2"])):
+    budgets = (("full", ["--steps", str(RETRAIN_STEPS)]), ("no_spatial", ["--seconds", "1"]))
+    for variants, budget in (*budgets, ("abstract_average", ["--steps", "2"])):
         result = subprocess.run(
             [*ablation, "--variants", variants, *budget], capture_output=True, text=True, timeout=600, cwd=ROOT
         )
@@ -188,6 +190,10 @@ def test_build_smol_retrains_the_language_model_from_scratch_and_resumes_without
         lines += [json.loads(line) for line in result.stdout.strip().splitlines()]
     assert lines[-1]["steps"] == 2  # a number of steps (the same samples for every variant) instead of a time
     assert [line["variant"] for line in lines] == ["full", "no_spatial", "abstract_average"]
+    # `full` at the build's steps is the build's model again, bit for bit: its seed, its reading step's two stages
+    # and its settings (batches of 8, the learning rate) replayed, so a variant differs from the build by its memory
+    assert lines[0]["weights_sha256"] == file_digest(tmp_path / "checkpoint" / "model.safetensors")
+    assert lines[0]["read"]["steps"] == 6 and lines[1]["weights_sha256"] != lines[0]["weights_sha256"]
     assert [line["tokens"] for line in lines] == [200, 136, 200]  # without spatial: its 64 tokens gone
     # held out in the build's world (synth-v1 here, not the newest version `vstream data synth` writes)
     assert {line["world"] for line in lines} == {SMOL_WORLD_VERSION}
