@@ -29,19 +29,22 @@ from transformers import LlamaConfig, LlamaModel
 
 from vstream.memory import MemoryConfig, offline_readout
 from vstream.synth.questions import MAX_COUNT, make_questions
-from vstream.synth.world import BACKGROUNDS, COLOURS, NOTHING, SHAPES, WORLD_VERSIONS, plan_stream
+from vstream.synth.world import COLOURS, NOTHING, SHAPES, WORLD_VERSIONS, plan_stream
+from vstream.train.vision_pretrain import ATTRIBUTES
 
-FEATURES = [*BACKGROUNDS, "none", *COLOURS, "none", *SHAPES]
+GROUPS = tuple(ATTRIBUTES[name] for name in ("background", "colour", "shape"))
+"""The attributes a frame is seen as, each a one-hot group (colour and shape have `none`: nothing on screen)."""
+FEATURES = [value for group in GROUPS for value in group]
 LABELS = [NOTHING, *(f"{c} {s}" for c in COLOURS for s in SHAPES), *(str(n) for n in range(1, MAX_COUNT + 1))]
 
 
 def frame_features(background: str, colour: str | None, shape: str | None, noise: float, rng) -> np.ndarray:
     """A frame seen perfectly: its background, colour and shape one-hot, plus Gaussian noise."""
     v = np.zeros(len(FEATURES), np.float32)
-    v[list(BACKGROUNDS).index(background)] = 1
-    v[len(BACKGROUNDS) + 1 + list(COLOURS).index(colour) if colour else len(BACKGROUNDS)] = 1
-    offset = len(BACKGROUNDS) + 1 + len(COLOURS)
-    v[offset + 1 + SHAPES.index(shape) if shape else offset] = 1
+    offset = 0
+    for group, value in zip(GROUPS, (background, colour or "none", shape or "none"), strict=True):
+        v[offset + group.index(value)] = 1
+        offset += len(group)
     return v + rng.normal(0, noise, v.shape).astype(np.float32)
 
 
